@@ -1,0 +1,85 @@
+"""Service lifecycle: the registry of channels, and `serve`, which runs the enabled ones in one process.
+
+A channel is registered by a stable name with the import path of its `load(ctx)` function; `load` only
+builds and connects objects and returns a service with `async start()` and `async stop()`. Channels are
+imported only when enabled, so a gateway that does not take calls does not need the telephony libraries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+from typing import Any, Protocol
+
+from .app import Core, channel_context, seed_directory
+from .config import Config
+
+log = logging.getLogger("gateway")
+
+
+class ChannelService(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+# name -> (import path of load(ctx), the config attribute path of its settings)
+REGISTRY: dict[str, tuple[str, str]] = {}
+
+
+def register(name: str, loader: str, settings: str) -> None:
+    if name in REGISTRY:
+        raise ValueError(f"channel {name!r} is registered twice")
+    REGISTRY[name] = (loader, settings)
+
+
+def _settings(config: Config, path: str) -> Any:
+    node: Any = config
+    for part in path.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def enabled_channels(config: Config) -> list[str]:
+    return [name for name, (_, path) in REGISTRY.items() if getattr(_settings(config, path), "enabled", False)]
+
+
+def load_channel(core: Core, name: str) -> ChannelService:
+    loader, path = REGISTRY[name]
+    module, func = loader.split(":")
+    return getattr(importlib.import_module(module), func)(channel_context(core, _settings(core.config, path)))
+
+
+async def serve(core: Core, stop: asyncio.Event | None = None) -> None:
+    """Run the enabled channels until SIGTERM/SIGINT (or `stop` is set), then stop them in reverse order."""
+    seed_directory(core)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass
+    started: list[ChannelService] = []
+    try:
+        for name in enabled_channels(core.config):
+            service = load_channel(core, name)
+            await service.start()
+            started.append(service)
+            log.info("channel %s started", name)
+        if not started:
+            log.warning("no channel is enabled: the gateway takes no contacts (see [email], [web], [voice] in the config)")
+        log.info("helpdesk-gateway ready (database %s)", core.engine.url.render_as_string(hide_password=True))
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        for service in reversed(started):
+            try:
+                await service.stop()
+                log.info("channel %s stopped", service.name)
+            except Exception:
+                log.exception("channel %s did not stop cleanly", service.name)

@@ -1,0 +1,303 @@
+"""The intake service: the one entry point every channel calls with a `Contact`.
+
+`submit(contact)` answers with what happened — a ticket was created, the contact was appended to an existing
+ticket, or it was a duplicate of one already taken in — and it is idempotent: the same `(channel,
+external_id)` twice makes one message on one ticket, also when two processes race, because the unique
+constraint on `messages` decides, not a read-then-write. When `submit` returns, the contact is committed.
+
+Threading: a contact that names a ticket number (subject tag, text, IVR key-in), or replies to a message the
+desk received or sent (In-Reply-To / References), is appended to that ticket. Writing again to a resolved
+ticket reopens it; a closed ticket is final, so a new ticket is opened that says which one it follows.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from .contact import Attachment, Contact
+from .directory import Directory, load_directory
+from .extraction import DEFAULT_PIPELINE, Extraction, extract
+from .lifecycle import Lifecycle, priority_for
+from .models import Event, Message, Rejection, StoredAttachment, Ticket, TicketField, utcnow
+from .numbering import find_numbers, format_number, parse_number
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    APPENDED = "appended"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    outcome: Outcome
+    ticket_id: int
+    ticket_number: str
+    message_id: int
+    reopened: bool = False
+
+
+class DirectoryCache:
+    """The directory snapshot, reloaded from the database when older than `ttl` seconds or invalidated."""
+
+    def __init__(self, sessions: sessionmaker[Session], ttl: float = 60.0):
+        self._sessions, self._ttl = sessions, ttl
+        self._lock = threading.Lock()
+        self._value: Directory | None = None
+        self._loaded_at = 0.0
+
+    def get(self) -> Directory:
+        if self._value is None or time.monotonic() - self._loaded_at > self._ttl:
+            with self._lock:
+                if self._value is None or time.monotonic() - self._loaded_at > self._ttl:
+                    with self._sessions() as s:
+                        self._value = load_directory(s)
+                    self._loaded_at = time.monotonic()
+        return self._value
+
+    def invalidate(self) -> None:
+        self._value = None
+
+
+class IntakeService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        directory: DirectoryCache | None = None,
+        lifecycle: Lifecycle | None = None,
+        number_prefix: str = "HD",
+        pipeline: tuple[str, ...] = DEFAULT_PIPELINE,
+    ):
+        self.sessions = sessions
+        self.directory = directory or DirectoryCache(sessions)
+        self.lifecycle = lifecycle or Lifecycle()
+        self.prefix = number_prefix
+        self.pipeline = pipeline
+
+    # -- the entry point -----------------------------------------------------------------------------------
+    def submit(self, contact: Contact) -> IntakeResult:
+        """Take one contact in; returns once it is committed."""
+        return self.submit_many([contact])[0]
+
+    def submit_many(self, contacts: Iterable[Contact]) -> list[IntakeResult]:
+        """Take several contacts in with one commit (an SMTP receiver batching concurrent sessions).
+
+        Each contact gets its own savepoint, so a duplicate racing in from another process costs only that
+        contact's work, not the batch's.
+        """
+        contacts = list(contacts)
+        directory = self.directory.get()
+        # Extraction is pure CPU work on the contact: do it before taking the database's write lock.
+        extractions = [extract(c, directory, self.pipeline) for c in contacts]
+        results: list[IntakeResult] = []
+        with self.sessions() as session, session.begin():
+            for contact, x in zip(contacts, extractions):
+                results.append(self._submit_one(session, contact, x))
+        return results
+
+    def _submit_one(self, session: Session, contact: Contact, x: Extraction) -> IntakeResult:
+        seen = self._existing(session, contact)
+        if seen is not None:
+            return seen
+        try:
+            with session.begin_nested():
+                return self._take_in(session, contact, x)
+        except IntegrityError:
+            seen = self._existing(session, contact)
+            if seen is None:
+                raise
+            return seen
+
+    def _existing(self, session: Session, contact: Contact) -> IntakeResult | None:
+        row = session.execute(
+            select(Message.id, Ticket.id, Ticket.created_at)
+            .join(Ticket, Message.ticket_id == Ticket.id)
+            .where(Message.channel == str(contact.channel), Message.external_id == contact.external_id)
+        ).first()
+        if row is None:
+            return None
+        return IntakeResult(Outcome.DUPLICATE, row[1], format_number(self.prefix, row[2], row[1]), row[0])
+
+    def _take_in(self, session: Session, contact: Contact, x: Extraction) -> IntakeResult:
+        actor = f"channel:{contact.channel}"
+        target = self._thread_target(session, contact)
+        if target is not None and target.status != "closed":
+            message = self._message(contact, target)
+            session.add(message)
+            reopened = False
+            if target.status == "resolved":
+                self.lifecycle.reopen(target, actor, "the user wrote again")
+                reopened = True
+            session.flush()
+            target.events.append(Event(kind="message_added", actor=actor, data={"message": message.id, "channel": str(contact.channel)}))
+            target.updated_at = utcnow()
+            return IntakeResult(Outcome.APPENDED, target.id, self.number(target), message.id, reopened)
+
+        ticket = self._new_ticket(contact, x)
+        session.add(ticket)
+        session.flush()
+        message = self._message(contact, ticket)
+        session.add(message)
+        session.flush()
+        data = {"channel": str(contact.channel), "number": self.number(ticket), "message": message.id}
+        if target is not None:
+            data["follows"] = self.number(target)
+        ticket.events.append(Event(kind="created", actor=actor, data=data, at=ticket.created_at))
+        return IntakeResult(Outcome.CREATED, ticket.id, self.number(ticket), message.id)
+
+    # -- threading -----------------------------------------------------------------------------------------
+    def _thread_target(self, session: Session, contact: Contact) -> Ticket | None:
+        hints = contact.thread
+        numbers = [hints.ticket_number] if hints.ticket_number else []
+        numbers += find_numbers(f"{contact.subject or ''}\n{contact.text[:20000]}", self.prefix)
+        for number in numbers:
+            ticket = self.ticket_by_number(session, number)
+            if ticket is not None:
+                return ticket
+        ids = [i for i in (hints.in_reply_to, *hints.references) if i]
+        if ids:
+            row = session.execute(
+                select(Message.ticket_id).where(Message.rfc_message_id.in_(ids[-50:])).order_by(Message.id.desc()).limit(1)
+            ).first()
+            if row is not None:
+                return session.get(Ticket, row[0])
+        return None
+
+    def ticket_by_number(self, session: Session, number: str) -> Ticket | None:
+        parsed = parse_number(number, self.prefix)
+        if parsed is None:
+            return None
+        year, ticket_id = parsed
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is None or ticket.created_at.year != year:
+            return None
+        return ticket
+
+    def number(self, ticket: Ticket) -> str:
+        return format_number(self.prefix, ticket.created_at, ticket.id)
+
+    # -- building rows -------------------------------------------------------------------------------------
+    def _new_ticket(self, contact: Contact, x: Extraction) -> Ticket:
+        now = utcnow()
+        urgency = x.fields["urgency"].value or "normal"
+        respond_by, resolve_by = self.lifecycle.due_times(urgency, now)
+        ticket = Ticket(
+            created_at=now,
+            updated_at=now,
+            channel=str(contact.channel),
+            status="new",
+            level=1,
+            urgency=urgency,
+            priority=priority_for(urgency, x.asset_criticality),
+            reporter_user_id=x.user.id if x.user else None,
+            asset_id=x.asset_id,
+            language=x.language,
+            respond_by=respond_by,
+            resolve_by=resolve_by,
+            pin=f"{secrets.randbelow(10000):04d}",
+        )
+        ticket.fields = [TicketField(name=n, value=f.value, confidence=f.confidence, source=f.source) for n, f in x.fields.items()]
+        return ticket
+
+    @staticmethod
+    def _message(contact: Contact, ticket: Ticket) -> Message:
+        s = contact.sender
+        return Message(
+            ticket=ticket,
+            channel=str(contact.channel),
+            external_id=contact.external_id,
+            direction="in",
+            rfc_message_id=contact.thread.message_id,
+            received_at=contact.received_at,
+            sender_name=s.name,
+            sender_email=s.email,
+            sender_phone=s.phone,
+            subject=contact.subject,
+            text=contact.text,
+            language=contact.language,
+            raw_sha256=contact.raw.sha256 if contact.raw else None,
+            in_reply_to=contact.thread.in_reply_to,
+            references=list(contact.thread.references),
+            attachments=[_stored(a) for a in contact.attachments],
+        )
+
+    # -- what is not a ticket ------------------------------------------------------------------------------
+    def reject(
+        self,
+        contact: Contact,
+        reason: str,
+        *,
+        fault: str = "sender",
+        ticket_number: str | None = None,
+    ) -> int:
+        """Record a contact that makes no ticket (an auto-reply, a bounce, junk) where an operator sees it.
+
+        Idempotent on `(channel, external_id)`; when the contact concerns a ticket (a bounce of our
+        acknowledgement) the ticket gets an event that says so.
+        """
+        with self.sessions() as session, session.begin():
+            existing = session.scalar(
+                select(Rejection.id).where(Rejection.channel == str(contact.channel), Rejection.external_id == contact.external_id)
+            )
+            if existing is not None:
+                return existing
+            ticket = self.ticket_by_number(session, ticket_number) if ticket_number else None
+            row = Rejection(
+                channel=str(contact.channel),
+                external_id=contact.external_id,
+                fault=fault,
+                reason=reason,
+                sender=contact.sender.email or contact.sender.phone or contact.sender.name,
+                subject=contact.subject,
+                raw_sha256=contact.raw.sha256 if contact.raw else None,
+                ticket_id=ticket.id if ticket else None,
+            )
+            session.add(row)
+            if ticket is not None:
+                ticket.events.append(Event(kind="delivery_problem", actor=f"channel:{contact.channel}", data={"reason": reason}))
+            session.flush()
+            return row.id
+
+    def record_outbound(
+        self, ticket_id: int, channel: str, rfc_message_id: str, *, to: str | None, subject: str | None, text: str
+    ) -> int:
+        """Record a message the desk sent (an acknowledgement, a reply) so replies to it thread back."""
+        with self.sessions() as session, session.begin():
+            message = Message(
+                ticket_id=ticket_id,
+                channel=channel,
+                external_id=f"out:{rfc_message_id}",
+                direction="out",
+                rfc_message_id=rfc_message_id,
+                sender_email=to,
+                subject=subject,
+                text=text,
+            )
+            session.add(message)
+            session.flush()
+            session.add(Event(ticket_id=ticket_id, kind="message_sent", actor="system", data={"message": message.id, "to": to}))
+            return message.id
+
+
+def _stored(a: Attachment) -> StoredAttachment:
+    return StoredAttachment(
+        kind=a.kind,
+        filename=a.filename[:255],
+        content_type=a.content_type[:127],
+        size=a.blob.size if a.blob else None,
+        sha256=a.blob.sha256 if a.blob else None,
+        note=a.note,
+    )

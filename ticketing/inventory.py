@@ -1,0 +1,149 @@
+"""CSV import of the asset inventory and the user directory.
+
+A row that cannot be read is reported with its line number and the rest is still imported. Rows are
+upserts: an asset by its tag, a user by email (by name when the row has no email), so importing the same
+file again changes nothing and an updated export replaces what it updates.
+
+Assets: tag, name, kind (hardware | software | module | archive), aliases (`|`-separated), hostname, serial,
+location, criticality (low | medium | high | critical). Users: name, email, phones (`|`-separated),
+department.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from .contact import normalise_phone
+from .models import Asset, User
+
+ASSET_KINDS = {"hardware", "software", "module", "archive"}
+KIND_ALIASES = {"data archive": "archive", "archivio": "archive", "modulo": "module", "procedure": "software", "program": "software"}
+CRITICALITIES = {"low", "medium", "high", "critical"}
+BATCH = 500
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [f"line {n}: {msg}" for n, msg in self.errors]
+
+
+class RowError(ValueError):
+    pass
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None:
+            return
+        for row in reader:
+            yield reader.line_num, {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k}
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split("|") if v.strip()]
+
+
+def parse_asset(row: dict[str, str]) -> dict:
+    tag, name = row.get("tag", ""), row.get("name", "")
+    if not tag:
+        raise RowError("missing tag")
+    if not name:
+        raise RowError("missing name")
+    kind = row.get("kind", "").lower()
+    kind = KIND_ALIASES.get(kind, kind)
+    if kind not in ASSET_KINDS:
+        raise RowError(f"kind {row.get('kind')!r} is not one of {', '.join(sorted(ASSET_KINDS))}")
+    criticality = (row.get("criticality") or "medium").lower()
+    if criticality not in CRITICALITIES:
+        raise RowError(f"criticality {criticality!r} is not one of {', '.join(sorted(CRITICALITIES))}")
+    return {
+        "tag": tag[:64],
+        "name": name[:200],
+        "kind": kind,
+        "aliases": _split(row.get("aliases", "")),
+        "hostname": row.get("hostname") or None,
+        "serial": row.get("serial") or None,
+        "location": row.get("location") or None,
+        "criticality": criticality,
+    }
+
+
+def parse_user(row: dict[str, str]) -> dict:
+    name = row.get("name", "")
+    if not name:
+        raise RowError("missing name")
+    email = (row.get("email") or "").lower() or None
+    if email and ("@" not in email or " " in email):
+        raise RowError(f"email {email!r} is not an address")
+    phones = []
+    for p in _split(row.get("phones", "") or row.get("phone", "")):
+        n = normalise_phone(p)
+        if not n or len(n) < 6:
+            raise RowError(f"phone {p!r} is not a phone number")
+        phones.append(p)
+    return {"name": name[:200], "email": email, "phones": phones, "department": row.get("department") or None}
+
+
+def import_assets(sessions: sessionmaker[Session], path: Path, progress: Callable[[int], None] | None = None) -> ImportReport:
+    return _import(sessions, path, parse_asset, Asset, lambda r: Asset.tag == r["tag"], progress)
+
+
+def import_users(sessions: sessionmaker[Session], path: Path, progress: Callable[[int], None] | None = None) -> ImportReport:
+    def key(r):
+        return User.email == r["email"] if r["email"] else (User.name == r["name"]) & User.email.is_(None)
+
+    return _import(sessions, path, parse_user, User, key, progress)
+
+
+def _import(sessions, path, parse, model, key, progress) -> ImportReport:
+    report = ImportReport()
+    batch: list[dict] = []
+
+    def flush():
+        with sessions() as s, s.begin():
+            for values in batch:
+                existing = s.scalar(select(model).where(key(values)))
+                if existing is None:
+                    s.add(model(**values))
+                else:
+                    for k, v in values.items():
+                        setattr(existing, k, v)
+        report.imported += len(batch)
+        if progress:
+            progress(len(batch))
+        batch.clear()
+
+    seen: set[str] = set()
+    for line, row in _rows(Path(path)):
+        try:
+            values = parse(row)
+        except RowError as e:
+            report.errors.append((line, str(e)))
+            continue
+        ident = values.get("tag") or values.get("email") or values["name"]
+        if ident in seen:
+            report.errors.append((line, f"{ident!r} appears twice in the file; this row was skipped"))
+            continue
+        seen.add(ident)
+        batch.append(values)
+        if len(batch) >= BATCH:
+            flush()
+    if batch:
+        flush()
+    return report
+
+
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return max(0, sum(1 for _ in f) - 1)

@@ -1,0 +1,104 @@
+"""Plain-text helpers shared by the extraction steps: folding, language guess, and cleaning a message down to
+what the user wrote now (quoted replies, signatures and greetings removed), in Italian and English.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+_COMBINING = re.compile(r"[\u0300-\u036f]")
+_SPACES = re.compile(r"[ \t\u00a0]+")
+
+
+def fold(text: str) -> str:
+    """Lower case without accents, for matching: `Contabilità` → `contabilita`."""
+    return _COMBINING.sub("", unicodedata.normalize("NFKD", text)).lower()
+
+
+_IT_WORDS = frozenset(
+    "il lo la gli le di del della che non per con una uno sono ho mi ci si è e da al alla nel nella "
+    "buongiorno grazie saluti cordiali funziona riesco posso ufficio stampante vorrei".split()
+)
+_EN_WORDS = frozenset(
+    "the a an of to and is are not i my me we our it this that with for on in can cannot can't please "
+    "hello hi thanks regards working work office printer would".split()
+)
+_WORD = re.compile(r"[a-zà-ÿ']+")
+
+
+def guess_language(text: str, default: str = "it") -> str:
+    """'it' or 'en' by counting common words; the desk's default language when there is no evidence."""
+    words = _WORD.findall(text.lower()[:4000])
+    it = sum(w in _IT_WORDS for w in words)
+    en = sum(w in _EN_WORDS for w in words)
+    if en > it:
+        return "en"
+    if it > en:
+        return "it"
+    return default
+
+
+# A line that starts the quoted original of a reply, in the clients the desk's users have.
+_REPLY_HEADER = re.compile(
+    r"""^\s*(?:
+        -{2,}\s*(?:original\s+message|messaggio\s+originale|messaggio\s+inoltrato|forwarded\s+message)\s*-{2,}
+      | on\s.{1,200}\swrote:
+      | il\s(?:giorno\s)?.{1,200}\sha\sscritto:
+      | (?:da|from):\s.+\s*$(?=\n\s*(?:inviato|sent|data|date|a|to):)
+    )""",
+    re.IGNORECASE | re.VERBOSE | re.MULTILINE,
+)
+_SIG_DELIMITER = re.compile(r"^--\s?$")
+_CLOSING = re.compile(
+    r"""^\s*(?:cordiali\s+saluti|distinti\s+saluti|cordialmente|saluti(?:\s+cordiali)?|un\s+saluto|a\s+presto
+      |grazie(?:\s+mille)?(?:\s+e\s+(?:cordiali\s+)?saluti)?(?:\s+in\s+anticipo)?|buona\s+giornata|buon\s+lavoro
+      |best(?:\s+regards)?|kind\s+regards|regards|many\s+thanks|thanks(?:\s+in\s+advance)?|thank\s+you|cheers
+      |sincerely|yours)\s*[,.!]*\s*$""",
+    re.IGNORECASE | re.VERBOSE,
+)
+_SENT_FROM = re.compile(r"^\s*(?:sent from my|inviato da(?:l mio)?|inviato dal mio|get outlook for)\b", re.IGNORECASE)
+_GREETING = re.compile(
+    r"""^\s*(?:buongiorno|buonasera|buon\s+pomeriggio|salve|ciao|gentil[ei](?:ssim[oie])?|egregi[oe]?|spett\.?(?:le)?
+      |alla\s+c\.?a\.?|hello|hi|hey|dear|good\s+(?:morning|afternoon|evening))\b
+      # "Buongiorno Mario," takes the name with it; an unpunctuated transcript loses only the greeting word
+      (?:[^,!.:\n]{0,40}[,!:.]|[,!:.])?\s*""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CleanText:
+    body: str  # what the user wrote in this message, without quotes, signature and greeting
+    signature: tuple[str, ...]  # the lines after the closing or the `-- ` delimiter
+
+
+def clean(text: str) -> CleanText:
+    """Cut a message down to what the user wrote now."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    m = _REPLY_HEADER.search(text)
+    if m:
+        text = text[: m.start()]
+    lines = [ln for ln in text.split("\n") if not ln.lstrip().startswith(">") and not _SENT_FROM.match(ln)]
+    signature: list[str] = []
+    for i, line in enumerate(lines):
+        if _SIG_DELIMITER.match(line) or (_CLOSING.match(line) and i > 0):
+            signature = [ln.strip() for ln in lines[i + 1 :] if ln.strip()]
+            lines = lines[:i]
+            break
+    # The greeting: drop it where it opens the message, keep the rest of its line.
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if lines:
+        rest = _GREETING.sub("", lines[0], count=1)
+        if rest != lines[0]:
+            lines[0] = rest
+    body = "\n".join(_SPACES.sub(" ", ln).strip() for ln in lines)
+    body = re.sub(r"\n{3,}", "\n\n", body).strip()
+    return CleanText(body=body, signature=tuple(signature[:6]))
+
+
+def strip_subject_prefixes(subject: str) -> str:
+    """`Re: R: Fwd: I: problema` → `problema`."""
+    return re.sub(r"^\s*(?:(?:re|r|fw|fwd|i|inoltra|aw|sv|rif)\s*(?:\[\d+\])?\s*:\s*)+", "", subject, flags=re.I).strip()
