@@ -17,6 +17,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from channels.email.settings import EmailSettings
+from channels.voice.settings import VoiceSettings
+from channels.web.settings import WebSettings
+
 ENV_PREFIX = "HELPDESK_GATEWAY__"
 ENV_CONFIG = "HELPDESK_GATEWAY_CONFIG"
 DEFAULT_CONFIG = Path("config/gateway.toml")
@@ -87,44 +91,6 @@ class DirectoryConfig(Section):
     reload_seconds: float = Field(60.0, gt=0)
 
 
-class SmtpConfig(Section):
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = Field(2525, ge=1, le=65535)
-
-
-class ImapMailbox(Section):
-    host: str
-    port: int = Field(993, ge=1, le=65535)
-    user: str
-    password: str | None = None
-    password_file: Path | None = None
-    folder: str = "INBOX"
-
-
-class EmailConfig(Section):
-    enabled: bool = False
-    addresses: list[str] = Field(default_factory=lambda: ["assistenza@example.org"])
-    smtp: SmtpConfig = Field(default_factory=SmtpConfig)
-    imap: list[ImapMailbox] = Field(default_factory=list)
-
-
-class SipConfig(Section):
-    host: str = "127.0.0.1"
-    port: int = Field(5060, ge=1, le=65535)
-
-
-class VoiceConfig(Section):
-    enabled: bool = False
-    sip: SipConfig = Field(default_factory=SipConfig)
-
-
-class WebConfig(Section):
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
-
-
 class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -133,9 +99,10 @@ class Config(Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     ticketing: TicketingConfig = Field(default_factory=TicketingConfig)
     directory: DirectoryConfig = Field(default_factory=DirectoryConfig)
-    email: EmailConfig = Field(default_factory=EmailConfig)
-    voice: VoiceConfig = Field(default_factory=VoiceConfig)
-    web: WebConfig = Field(default_factory=WebConfig)
+    # One section per channel, defined beside the channel it configures.
+    email: EmailSettings = Field(default_factory=EmailSettings)
+    voice: VoiceSettings = Field(default_factory=VoiceSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     source: str = Field("defaults", exclude=True)

@@ -37,6 +37,11 @@ def register(name: str, loader: str, settings: str) -> None:
     REGISTRY[name] = (loader, settings)
 
 
+register("email", "channels.email.plugin:load", "email")
+register("web", "channels.web.plugin:load", "web")
+register("voice", "channels.voice.plugin:load", "voice")
+
+
 def _settings(config: Config, path: str) -> Any:
     node: Any = config
     for part in path.split("."):
