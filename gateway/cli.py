@@ -269,5 +269,30 @@ def submit(state: State, channel: str, file: Path) -> None:
     click.echo(json.dumps({"outcome": str(result.outcome), "ticket": result.ticket_number}))
 
 
+@main.group()
+def prompts() -> None:
+    """The IVR's audio prompts (config/prompts/<lang>/*.wav)."""
+
+
+@prompts.command("build")
+@click.option("--language", "languages", multiple=True, help="only this language (repeatable)")
+@pass_state
+def prompts_build(state: State, languages: tuple[str, ...]) -> None:
+    """Synthesise the missing prompts with espeak-ng (8 kHz WAV); recorded files are kept."""
+    from channels.voice.prompts import build, load_texts, missing_texts
+
+    directory = state.config.voice.prompts_dir
+    texts = load_texts(directory)
+    for lang, names in missing_texts(texts).items():
+        click.echo(f"{directory}/texts.toml: [{lang}] has no text for {', '.join(names)}", err=True)
+    total = sum(len(t) for lang, t in texts.items() if not languages or lang in languages)
+    try:
+        with click.progressbar(length=total, label="prompts", file=sys.stderr) as bar:
+            written = build(directory, list(languages) or None, progress=bar.update)
+    except RuntimeError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{len(written)} prompts synthesised, {total - len(written)} already there")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,38 @@
+"""A finished (or abandoned) call's `Report` as the core's intake record.
+
+The call id is the external id, so a transport that delivers the same call twice (a retried webhook, a
+restart) makes one ticket. Recordings travel as attachments of kind `recording`, already in the blob store;
+their transcripts fill the ticket's fields in later. What the caller keyed is certain and says so: a name
+confirmed against the directory, the answer to "is the whole office blocked?".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from ticketing.contact import Answer, Attachment, Channel, Contact, Sender
+
+from .flow import Report
+
+
+def report_to_contact(report: Report, received_at: datetime | None = None) -> Contact:
+    answers = {}
+    if report.confirmed_name:
+        answers["name"] = Answer(report.confirmed_name, "caller_id", 1.0)
+    if report.urgent is not None:
+        answers["urgent"] = Answer("sì" if report.urgent else "no", "dtmf", 1.0)
+    attachments = tuple(
+        Attachment(f"{question}.wav", "audio/wav", blob, kind="recording") for question, blob in report.recordings.items()
+    )
+    note = " (the caller hung up before the end)" if report.abandoned else ""
+    return Contact(
+        channel=Channel.VOICE,
+        external_id=report.call_id,
+        received_at=received_at or datetime.now(timezone.utc),
+        sender=Sender(name=report.confirmed_name, phone=report.caller_id),
+        subject=None,
+        text=f"Phone call, {len(attachments)} recorded answer(s){note}.",
+        language=report.language,
+        attachments=attachments,
+        answers=answers,
+    )

@@ -1,0 +1,70 @@
+"""`helpdesk-gateway prompts build` makes every prompt the IVR flow plays, as 8 kHz mono WAV a phone can play
+without resampling, and never overwrites a recorded file; a call's report becomes one intake record."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+from channels.voice.flow import Report
+from channels.voice.prompts import FLOW_PROMPTS, load_texts, missing_texts
+from channels.voice.report import report_to_contact
+from ticketing.contact import BlobRef
+from tests.conftest import missing
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_flow_prompt_has_a_text_in_both_languages():
+    texts = load_texts(ROOT / "config" / "prompts")
+    assert set(texts) == {"it", "en"} and missing_texts(texts) == {}
+
+
+def test_build_synthesises_missing_prompts_and_keeps_recorded_ones(tmp_path):
+    if not shutil.which("espeak-ng") or not shutil.which("ffmpeg"):
+        missing("espeak-ng and ffmpeg are needed to build prompts")
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    shutil.copy(ROOT / "config" / "prompts" / "texts.toml", prompts)
+    recorded = prompts / "it" / "greeting.wav"
+    recorded.parent.mkdir()
+    recorded.write_bytes(b"RIFF-recorded-by-a-person")
+    env = {**os.environ, "HELPDESK_GATEWAY__VOICE__PROMPTS_DIR": str(prompts), "HELPDESK_GATEWAY__STORAGE__DATA_DIR": str(tmp_path / "d")}
+    exe = Path(sys.executable).with_name("helpdesk-gateway")
+    p = subprocess.run([str(exe), "prompts", "build", "--language", "it"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert f"{len(FLOW_PROMPTS) - 1} prompts synthesised, 1 already there" in p.stdout
+    assert recorded.read_bytes() == b"RIFF-recorded-by-a-person"
+    with wave.open(str(prompts / "it" / "menu.wav")) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
+        assert w.getnframes() / 8000 > 3  # a sentence, not an empty file
+    assert not (prompts / "en").exists()
+
+
+def test_a_report_becomes_one_voice_contact_keyed_by_the_call_id():
+    r = Report("call-77", "+390554382290", "it", confirmed_name="Luca Ferrari", urgent=True,
+               recordings={"asset": BlobRef("a" * 64, 100), "anomaly": BlobRef("b" * 64, 900)}, abandoned=True)
+    c = report_to_contact(r)
+    assert (c.channel, c.external_id, c.sender.phone, c.language) == ("voice", "call-77", "+390554382290", "it")
+    assert [(a.filename, a.kind) for a in c.attachments] == [("asset.wav", "recording"), ("anomaly.wav", "recording")]
+    assert c.answers["name"].value == "Luca Ferrari" and c.answers["urgent"].value == "sì"
+    assert "hung up" in c.text
+
+
+def test_a_call_report_makes_a_ticket_with_its_recordings(sqlite_core):
+    blob = sqlite_core.blobs.put(b"RIFF....WAVEfmt fake recording")
+    r = Report("call-88", "+39 055 438 2290", "it", confirmed_name="Luca Ferrari", urgent=True, recordings={"anomaly": blob})
+    first = sqlite_core.intake.submit(report_to_contact(r))
+    again = sqlite_core.intake.submit(report_to_contact(r))  # the same call delivered twice
+    assert str(first.outcome) == "created" and str(again.outcome) == "duplicate"
+    from ticketing.models import Ticket
+
+    with sqlite_core.sessions() as s:
+        t = s.get(Ticket, first.ticket_id)
+        assert t.value("reporter_name") == "Luca Ferrari" and t.urgency == "critical"
+        (m,) = t.messages
+        assert [(a.kind, a.sha256) for a in m.attachments] == [("recording", blob.sha256)]
