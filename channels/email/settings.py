@@ -1,10 +1,11 @@
-"""Configuration of the email channel: the `[email]` section (`email.smtp`, `email.imap`, `email.addresses`)."""
+"""Configuration of the email channel: the `[email]` section (`email.smtp`, `email.imap`, `email.addresses`,
+`email.ack`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -12,22 +13,70 @@ class Section(BaseModel):
 
 
 class SmtpSettings(Section):
+    """The SMTP receiver (RFC 5321) the desk's MX or relay delivers to."""
+
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(2525, ge=1, le=65535)
+    hostname: str | None = Field(None, description="name in the greeting and EHLO reply; default: the machine's")
+    max_message_bytes: int = Field(30 * 1024 * 1024, ge=1024, description="advertised with SIZE, enforced with 552")
+    max_recipients: int = Field(100, ge=100, description="RCPT TO beyond this count answers 452 (RFC 5321 §4.5.3.1.8)")
+    parse_workers: int = Field(2, ge=0, description="worker processes that parse mail off the event loop (0: threads)")
+    max_batch: int = Field(64, ge=1, description="mails committed together, from concurrent sessions")
+    timeout_seconds: float = Field(300, gt=0)
 
 
 class ImapMailbox(Section):
+    """One mailbox the IMAP fetcher (RFC 9051) drains."""
+
     host: str
     port: int = Field(993, ge=1, le=65535)
+    tls: bool = True
     user: str
     password: str | None = None
     password_file: Path | None = None
     folder: str = "INBOX"
+    processed_folder: str | None = Field("Processed", description="MOVE processed mail here; None: flag it \\Seen+$Helpdesk")
+    poll_seconds: float = Field(60, gt=0, description="when the server has no IDLE; also the IDLE renewal bound")
+    batch: int = Field(100, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _password(self) -> ImapMailbox:
+        if self.password is None and self.password_file is None:
+            raise ValueError("expected password or password_file")
+        return self
+
+    def secret(self) -> str:
+        if self.password is not None:
+            return self.password
+        assert self.password_file is not None
+        return self.password_file.read_text(encoding="utf-8").strip()
+
+
+class AckSettings(Section):
+    """Acknowledgements of new tickets, sent through a relay (RFC 3834 auto-replies)."""
+
+    enabled: bool = True
+    relay_host: str = "127.0.0.1"
+    relay_port: int = Field(25, ge=1, le=65535)
+    sender: str = Field("assistenza@example.org", description="From: and the envelope sender of acknowledgements")
+    sender_name: str = "Help desk"
+    per_address_per_hour: int = Field(5, ge=0, description="acknowledgements to one address per hour at most")
+    timeout_seconds: float = Field(15, gt=0)
 
 
 class EmailSettings(Section):
     enabled: bool = False
     addresses: list[str] = Field(default_factory=lambda: ["assistenza@example.org"])
+    max_attachment_bytes: int = Field(25 * 1024 * 1024, ge=0, description="larger attachments are noted, not kept")
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     imap: list[ImapMailbox] = Field(default_factory=list)
+    ack: AckSettings = Field(default_factory=AckSettings)
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if "@" not in a or " " in a.strip()]
+        if bad:
+            raise ValueError(f"expected email addresses, got {bad[0]!r}")
+        return [a.strip().lower() for a in v]

@@ -1,0 +1,217 @@
+"""The IMAP fetcher (IMAP4rev1, RFC 3501; IDLE RFC 2177; MOVE RFC 6851; UIDPLUS RFC 4315) on imapclient.
+
+Exactly once, with no state of our own to lose: a mailbox's folder holds the mail still to take in. Each
+round fetches by UID with `BODY.PEEK[]` (nothing is marked read), stores and parses the messages, commits
+them to the core in one `deliver_many` (keyed by Message-ID, or by the content hash when there is none), and
+only then MOVEs them to the processed folder (or, configured so, flags them `$HelpdeskDone`). A crash at any
+point before the MOVE leaves the mail where it was: the next round fetches it again and the core answers
+"duplicate", so it is moved without a second ticket.
+
+UIDVALIDITY (RFC 3501 §2.3.1.1) is checked at every SELECT: when it changes the folder was recreated and old
+UIDs mean nothing. No UID outlives the round that fetched it, so the folder is simply read again in full (the
+core's keys make that safe: what was taken in already comes back as a duplicate and is moved). IDLE is used when the server offers it, polling otherwise; a lost connection is reopened with
+exponential backoff; a message that cannot be committed is left in place and retried later without holding
+up the others.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from typing import Callable
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+from .process import CommitError, Handled, Prepared, commit, prepare
+from .settings import ImapMailbox
+
+log = logging.getLogger("channels.email.imap")
+
+DONE_KEYWORD = b"$HelpdeskDone"
+
+
+class ImapFetcher:
+    """Drains one mailbox into the core, in a thread of its own; `await start()` / `await stop()`."""
+
+    def __init__(
+        self,
+        mailbox: ImapMailbox,
+        *,
+        deliver_many: Callable,
+        reject: Callable,
+        blobs,
+        max_attachment: int = 25 * 1024 * 1024,
+        prefix: str = "HD",
+        on_committed: Callable[[list[Handled]], None] | None = None,
+        max_backoff: float = 60.0,
+    ):
+        self.mailbox = mailbox
+        self.name = f"email-imap:{mailbox.user}@{mailbox.host}:{mailbox.port}/{mailbox.folder}"
+        self.deliver_many, self.reject = deliver_many, reject
+        self.blobs, self.max_attachment, self.prefix = blobs, max_attachment, prefix
+        self.on_committed = on_committed
+        self.max_backoff = max_backoff
+        self.uidvalidity: int | None = None
+        self.validity_changes = 0
+        self.taken = 0  # messages committed and moved, for tests and logs
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: IMAPClient | None = None
+        # Storing a blob waits on fsync, which releases the GIL: a few threads overlap those waits.
+        self._pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="imap-prepare")
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.start_thread()
+
+    async def stop(self) -> None:
+        import asyncio
+
+        await asyncio.get_running_loop().run_in_executor(None, self.stop_thread)
+
+    def start_thread(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop_thread(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._pool.shutdown(wait=True)
+
+    def run(self) -> None:
+        """Connect, drain, wait for news; on any connection error reconnect after a growing pause."""
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                self._session()
+                backoff = 0.5
+            except Exception as e:  # noqa: BLE001 - the server went away, refused us, or spoke nonsense
+                if self._stop.is_set():
+                    break
+                log.warning("%s: %s: %s; reconnecting in %.1fs", self.name, type(e).__name__, e, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            finally:
+                self._close()
+
+    # -- one connection ----------------------------------------------------------------------------------
+    def connect(self) -> IMAPClient:
+        m = self.mailbox
+        client = IMAPClient(m.host, port=m.port, ssl=m.tls, timeout=30)
+        client.login(m.user, m.secret())
+        if m.processed_folder and not client.folder_exists(m.processed_folder):
+            try:
+                client.create_folder(m.processed_folder)
+            except IMAPClientError:  # created meanwhile by another fetcher
+                pass
+        self.select(client)
+        return client
+
+    def select(self, client: IMAPClient) -> None:
+        info = client.select_folder(self.mailbox.folder)
+        validity = int(info[b"UIDVALIDITY"])
+        if self.uidvalidity is not None and validity != self.uidvalidity:
+            # No UID of ours is kept across rounds, so nothing is stale: the folder is simply read again,
+            # and mail already taken in under the old UIDs comes back as duplicates (moved, not ticketed).
+            log.warning("%s: UIDVALIDITY changed %s -> %s: reading the whole folder again", self.name, self.uidvalidity, validity)
+            self.validity_changes += 1
+        self.uidvalidity = validity
+
+    def _session(self) -> None:
+        client = self._client = self.connect()
+        idle = b"IDLE" in client.capabilities()
+        while not self._stop.is_set():
+            failures = self.drain(client)
+            if failures:  # something could not be committed (the database?): retry later, not in a spin
+                self._stop.wait(min(self.mailbox.poll_seconds, 5.0))
+                continue
+            if idle:
+                client.idle()
+                try:
+                    deadline = time.monotonic() + min(self.mailbox.poll_seconds, 25 * 60)
+                    while not self._stop.is_set() and time.monotonic() < deadline:
+                        if client.idle_check(timeout=0.5):
+                            break
+                finally:
+                    client.idle_done()
+            else:
+                self._stop.wait(self.mailbox.poll_seconds)
+                client.noop()
+            self.select(client)  # cheap, and where a changed UIDVALIDITY shows up
+
+    def _close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.logout()
+            except Exception:  # noqa: BLE001
+                try:
+                    client.shutdown()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    # -- the work ----------------------------------------------------------------------------------------
+    def pending(self, client: IMAPClient) -> list[int]:
+        if self.mailbox.processed_folder:
+            return sorted(client.search("ALL"))
+        return sorted(client.search(["UNKEYWORD", DONE_KEYWORD.decode()]))
+
+    def drain(self, client: IMAPClient) -> int:
+        """Take in every pending message; returns how many could not be committed (left for later)."""
+        failures = 0
+        uids = self.pending(client)
+        for start in range(0, len(uids), self.mailbox.batch):
+            if self._stop.is_set():
+                break
+            batch = uids[start : start + self.mailbox.batch]
+            fetched = client.fetch(batch, ["BODY.PEEK[]"])
+            items: list[tuple[int, Prepared]] = []
+            futures = {uid: self._pool.submit(self._prepare, data.get(b"BODY[]") or b"") for uid, data in fetched.items()}
+            for uid in batch:
+                if uid not in futures:
+                    continue  # expunged meanwhile by someone else
+                try:
+                    items.append((uid, futures[uid].result()))
+                except Exception as e:  # noqa: BLE001 - the blob store failed: leave it in the mailbox
+                    log.error("%s: UID %d not stored: %s", self.name, uid, e)
+                    failures += 1
+            try:
+                handled: list[Handled | None] = commit([p for _, p in items], self.deliver_many, self.reject)
+            except CommitError as e:
+                log.error("%s: %s", self.name, e)
+                handled = e.handled
+            except Exception as e:  # noqa: BLE001
+                log.error("%s: commit failed: %s: %s", self.name, type(e).__name__, e)
+                handled = [None] * len(items)
+            done = [uid for (uid, _), h in zip(items, handled) if h is not None]
+            failures += len(items) - len(done)
+            if self.on_committed is not None:
+                try:
+                    self.on_committed([h for h in handled if h is not None])
+                except Exception:  # noqa: BLE001 - what follows a commit never undoes it
+                    log.exception("%s: after-commit hook failed", self.name)
+            if done:
+                self._mark_done(client, done)
+                self.taken += len(done)
+        return failures
+
+    def _prepare(self, raw: bytes) -> Prepared:
+        return prepare(raw, self.blobs, max_attachment=self.max_attachment, prefix=self.prefix)
+
+    def _mark_done(self, client: IMAPClient, uids: list[int]) -> None:
+        dest = self.mailbox.processed_folder
+        if dest:
+            if b"MOVE" in client.capabilities():
+                client.move(uids, dest)
+            else:  # RFC 3501 without MOVE: copy, then delete just these (UID EXPUNGE with UIDPLUS)
+                client.copy(uids, dest)
+                client.add_flags(uids, [b"\\Deleted"], silent=True)
+                client.uid_expunge(uids) if b"UIDPLUS" in client.capabilities() else client.expunge()
+        else:
+            client.add_flags(uids, [DONE_KEYWORD, b"\\Seen"], silent=True)
