@@ -18,10 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ticketing import storage
 from ticketing.contact import Contact
+from ticketing.desk import Desk
 from ticketing.intake import DirectoryCache, IntakeResult, IntakeService
 from ticketing.inventory import import_assets, import_users
 from ticketing.lifecycle import Lifecycle, SlaTarget
 from ticketing.models import Asset, User
+from ticketing.operators import Accounts
 
 from .config import Config
 
@@ -36,6 +38,7 @@ class Core:
     blobs: storage.BlobStore
     lifecycle: Lifecycle
     intake: IntakeService
+    desk: Desk
 
     def close(self) -> None:
         self.engine.dispose()
@@ -51,6 +54,8 @@ class ChannelContext:
     blobs: storage.BlobStore
     settings: Any
     core_config: Config
+    record_outbound: Callable[..., int] | None = None  # note a message the desk sent, so replies thread back
+    desk: Desk | None = None  # the operators' queries and actions (web channel)
 
 
 class SchemaNotReady(RuntimeError):
@@ -79,7 +84,9 @@ def build_core(config: Config, *, upgrade: bool = True) -> Core:
         number_prefix=config.ticketing.number_prefix,
         pipeline=tuple(config.ticketing.pipeline),
     )
-    return Core(config, engine, sessions, storage.BlobStore(data_dir / "blobs"), lifecycle, intake)
+    accounts = Accounts(sessions, max_failures=config.web.lockout_failures, lock_seconds=config.web.lockout_seconds)
+    desk = Desk(sessions, lifecycle, config.ticketing.number_prefix, config.ticketing.low_confidence, accounts)
+    return Core(config, engine, sessions, storage.BlobStore(data_dir / "blobs"), lifecycle, intake, desk)
 
 
 def seed_directory(core: Core) -> None:
@@ -110,4 +117,6 @@ def channel_context(core: Core, settings: Any) -> ChannelContext:
         blobs=core.blobs,
         settings=settings,
         core_config=core.config,
+        record_outbound=core.intake.record_outbound,
+        desk=core.desk,
     )

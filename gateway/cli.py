@@ -294,5 +294,10 @@ def prompts_build(state: State, languages: tuple[str, ...]) -> None:
     click.echo(f"{len(written)} prompts synthesised, {total - len(written)} already there")
 
 
+from channels.web.cli import operators as _operators  # noqa: E402
+
+main.add_command(_operators)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -234,3 +234,7 @@ class Rejection(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
 
     __table_args__ = (UniqueConstraint("channel", "external_id", name="uq_rejections_channel_external_id"),)
+
+
+# Tables defined beside the service that owns them; imported here so that Base.metadata has every table.
+from . import operators  # noqa: E402,F401

@@ -12,7 +12,7 @@ class WebSettings(BaseModel):
 
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
+    port: int = Field(8080, ge=0, le=65535, description="0: any free port (tests)")
     # Signs CSRF tokens and operator session cookies. Unset: a random key per start (sessions end on restart).
     secret_key_file: Path | None = None
     # Secure flag on cookies: keep it on behind TLS; only plain-HTTP test setups turn it off.

@@ -1,0 +1,198 @@
+"""The operator desk under `/desk/`: login, the queue, the ticket page and its actions.
+
+Every page but the login needs a valid session cookie (otherwise a 303 to the login page); every POST
+needs the CSRF token. Actions go to the `Desk`, which applies them through the lifecycle rules: a refused
+action comes back as the ticket page with the rule's message and 409 Conflict (RFC 9110 §15.5.10).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from ticketing.desk import LifecycleError, QueueFilters, TicketNotFound
+from ticketing.extraction import FIELD_NAMES
+from ticketing.lifecycle import STATUSES
+
+from .app import LoginRequired, csrf_ok, finish, rate_limit, render, web
+from .public import clean
+from .security import SESSION_COOKIE
+
+router = APIRouter(prefix="/desk", include_in_schema=False)
+
+ACTIONS = ("take", "escalate", "resolve", "close", "reopen", "note", "field")
+
+
+async def require_operator(request: Request) -> str:
+    w = web(request)
+    username = w.signer.session_user(request.cookies.get(SESSION_COOKIE))
+    if username is None or await run_in_threadpool(w.desk.accounts.get, username) is None:
+        raise LoginRequired()
+    request.state.operator = username
+    return username
+
+
+def _safe_next(target: str | None) -> str:
+    # Only our own desk pages: an open redirect would let a phishing link bounce through the login.
+    if target and target.startswith("/desk/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/desk/"
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str = "/desk/"):
+    return render(request, "login.html", next=_safe_next(next), error=None, username="")
+
+
+@router.post("/login")
+async def login(request: Request):
+    w = web(request)
+    rate_limit(request, "login")
+    data = await request.form(max_files=0, max_fields=10, max_part_size=4096)
+    token, target = data.get("csrf"), _safe_next(clean(data.get("next")))
+    if not csrf_ok(request, token if isinstance(token, str) else None, "login"):
+        return render(request, "error.html", 403, message="CSRF")
+    username, password = clean(data.get("username"))[:100], data.get("password")
+    password = password[:1000] if isinstance(password, str) else ""
+    result = await run_in_threadpool(w.desk.accounts.authenticate, username, password)
+    if not result.ok:
+        if result.locked_seconds:
+            error = f"Troppi tentativi falliti: accesso bloccato per {result.locked_seconds} s. / Too many failed attempts: locked for {result.locked_seconds} s."
+        else:
+            error = "Nome utente o password errati. / Wrong username or password."
+        return render(request, "login.html", 401, next=target, error=error, username=username)
+    response = RedirectResponse(target, status_code=303)
+    seconds = w.settings.session_hours * 3600
+    response.set_cookie(
+        SESSION_COOKIE, w.signer.session_cookie(result.operator.username, seconds), max_age=int(seconds),
+        httponly=True, samesite="strict", secure=w.settings.cookie_secure, path="/desk",
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request):
+    data = await request.form(max_files=0, max_fields=5, max_part_size=1024)
+    token = data.get("csrf")
+    if not csrf_ok(request, token if isinstance(token, str) else None, "logout"):
+        return render(request, "error.html", 403, message="CSRF")
+    response = RedirectResponse("/desk/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/desk")
+    return response
+
+
+def _filters(request: Request) -> tuple[QueueFilters, dict, int]:
+    q = request.query_params
+    raw = {k: clean(q.get(k, ""))[:100] for k in ("status", "level", "channel", "asset", "assignee")}
+    status = raw["status"] if raw["status"] in (*STATUSES, "open", "all") else "open"
+    raw["status"] = status
+    level = int(raw["level"]) if raw["level"] in ("1", "2", "3") else None
+    channel = raw["channel"] if raw["channel"] in ("email", "voice", "web") else None
+    page = int(q["page"]) if q.get("page", "").isdigit() and 0 < int(q["page"]) < 100000 else 1
+    filters = QueueFilters(
+        status=None if status == "all" else status, level=level, channel=channel,
+        asset=raw["asset"] or None, assignee=raw["assignee"] or None,
+    )
+    return filters, raw, page
+
+
+@router.get("/")
+async def queue(request: Request):
+    await require_operator(request)
+    w = web(request)
+    filters, raw, page = _filters(request)
+    result = await run_in_threadpool(w.desk.queue, filters, page, 50)
+    params = {k: v for k, v in raw.items() if v}
+    template = "queue_rows.html" if request.query_params.get("partial") == "1" else "queue.html"
+    return render(
+        request, template, page=result, filters=raw, statuses=STATUSES,
+        page_link=lambda n: "/desk/?" + urlencode({**params, "page": n}),
+        partial_url="/desk/?" + urlencode({**params, "page": page, "partial": 1}),
+    )
+
+
+@router.get("/poll")
+async def poll(request: Request):
+    """What the live queue polls: when the count or the newest change differs, it fetches the rows again."""
+    await require_operator(request)
+    count, newest = await run_in_threadpool(web(request).desk.latest)
+    return JSONResponse({"count": count, "newest": newest.isoformat() if newest else None}, headers={"cache-control": "no-store"})
+
+
+async def _ticket_page(request: Request, number: str, status: int = 200, error: str | None = None, done: str | None = None):
+    try:
+        ticket = await run_in_threadpool(web(request).desk.ticket, number)
+    except TicketNotFound:
+        return render(request, "error.html", 404, message=f"Ticket {number}: non trovato / not found")
+    return render(request, "ticket.html", status, ticket=ticket, error=error, done=done, field_names=FIELD_NAMES)
+
+
+@router.get("/tickets/{number}")
+async def ticket_page(request: Request, number: str):
+    await require_operator(request)
+    done = request.query_params.get("done")
+    return await _ticket_page(request, number, done=done if done in ACTIONS else None)
+
+
+@router.post("/tickets/{number}/{action}")
+async def ticket_action(request: Request, number: str, action: str):
+    operator = await require_operator(request)
+    w = web(request)
+    data = await request.form(max_files=0, max_fields=10, max_part_size=16 * 1024)
+    token = data.get("csrf")
+    if not csrf_ok(request, token if isinstance(token, str) else None, f"ticket:{number}"):
+        return render(request, "error.html", 403, message="CSRF")
+    if action not in ACTIONS:
+        return await _ticket_page(request, number, 404, error=f"unknown action {action!r}")
+    text = clean(data.get("text"))[:8000]
+    desk = w.desk
+    calls = {
+        "take": lambda: desk.take(number, operator),
+        "escalate": lambda: desk.escalate(number, operator, text),
+        "resolve": lambda: desk.resolve(number, operator, text),
+        "close": lambda: desk.close(number, operator),
+        "reopen": lambda: desk.reopen(number, operator, text),
+        "note": lambda: desk.note(number, operator, text),
+        "field": lambda: desk.set_field(number, operator, clean(data.get("name"))[:40], text),
+    }
+    try:
+        await run_in_threadpool(calls[action])
+    except TicketNotFound:
+        return render(request, "error.html", 404, message=f"Ticket {number}: non trovato / not found")
+    except LifecycleError as e:
+        return await _ticket_page(request, number, 409, error=str(e))
+    response = RedirectResponse(f"/desk/tickets/{number}?done={action}", status_code=303)
+    finish(request, response)
+    return response
+
+
+# Types a browser may show inline; anything else is downloaded, so an uploaded HTML file never runs in our origin.
+INLINE_TYPES = ("image/png", "image/jpeg", "image/gif", "application/pdf", "text/plain", "audio/wav", "audio/x-wav", "audio/mpeg", "audio/ogg", "audio/webm")
+
+
+@router.get("/tickets/{number}/files/{sha256}")
+async def ticket_file(request: Request, number: str, sha256: str):
+    """An attachment or a recording of the ticket (only one the ticket really has: no reading of other blobs)."""
+    await require_operator(request)
+    w = web(request)
+    try:
+        ticket = await run_in_threadpool(w.desk.ticket, number)
+    except TicketNotFound:
+        return render(request, "error.html", 404, message="not found")
+    found = next((a for m in ticket.messages for a in m.attachments if a.sha256 == sha256), None)
+    if found is None:
+        return render(request, "error.html", 404, message="not found")
+    try:
+        content = await run_in_threadpool(w.ctx.blobs.get, sha256)
+    except FileNotFoundError:
+        return render(request, "error.html", 404, message="the file is missing from the blob store")
+    kind = found.content_type if found.content_type in INLINE_TYPES else "application/octet-stream"
+    disposition = "inline" if kind != "application/octet-stream" else "attachment"
+    safe_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in found.filename)[:100] or "file"
+    return Response(
+        content, media_type=kind,
+        headers={"content-disposition": f'{disposition}; filename="{safe_name}"', "content-security-policy": "sandbox; default-src 'none'; media-src 'self'", "cache-control": "private, no-store"},
+    )

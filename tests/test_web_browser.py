@@ -1,0 +1,145 @@
+"""The web channel in a real browser: Debian's Chromium driven by Playwright against uvicorn on loopback.
+
+Users report in Italian and in English and see their number, check the status right and wrong; an operator
+logs in, finds the ticket in the queue, escalates it I→II→III and resolves it with a report. Screenshots of
+the form and of the ticket page are saved in artifacts/.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tests.test_web_support import chromium, login, page, shot, web_factory  # noqa: F401  (fixtures)
+
+NUMBER = re.compile(r"[A-Z]{2,5}-\d{4}-\d{6,}")
+
+
+def fill_report(page, name, email, asset, anomaly):
+    page.get_by_label(re.compile(r"^(Nome e cognome|Full name)")).fill(name)
+    page.locator("#email").fill(email)
+    page.locator("#asset").fill(asset)
+    page.locator("#anomaly").fill(anomaly)
+
+
+def test_report_in_italian_and_in_english_and_check_the_status(sqlite_core, web_factory, page):
+    web = web_factory(sqlite_core)  # default settings: Secure cookies (Chromium keeps them on http://127.0.0.1)
+    page.goto(web.url + "/")
+    assert page.locator("h1").inner_text() == "Segnala un problema"
+    fill_report(page, "Giulia Bianchi", "giulia.bianchi@regione.example.it", "protocollo informatico",
+                "Il protocollo informatico dà errore 500 quando registro un documento in entrata.")
+    form = shot(page, "web-form.png")
+    assert form.stat().st_size > 10_000
+    page.get_by_role("button", name="Invia la segnalazione").click()
+    number_it = page.locator("#ticket-number").inner_text()
+    assert NUMBER.fullmatch(number_it)
+    assert "Il numero della tua segnalazione è" in page.content()
+
+    # English, by the visible link, and by keyboard only.
+    page.goto(web.url + "/")
+    page.get_by_role("link", name="English").click()
+    assert page.locator("h1").inner_text() == "Report a problem"
+    page.locator("#name").focus()
+    page.keyboard.type("John Smith")
+    page.keyboard.press("Tab")
+    page.keyboard.type("john.smith@example.org")
+    page.keyboard.press("Tab")  # phone
+    page.keyboard.press("Tab")  # asset
+    page.keyboard.type("tax office printer PRN-TRIB-02")
+    page.keyboard.press("Tab")
+    page.keyboard.type("It prints blank pages since this morning.")
+    page.keyboard.press("Tab")  # attachments
+    page.keyboard.press("Tab")  # the honeypot is skipped: the send button
+    assert page.evaluate("document.activeElement.type") == "submit"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#ticket-number")
+    number_en = page.locator("#ticket-number").inner_text()
+    assert NUMBER.fullmatch(number_en) and number_en != number_it
+    assert "Your ticket number is" in page.content()
+    shot(page, "web-thanks.png")
+
+    # Status: right pair, then a wrong contact.
+    page.goto(web.url + "/status?lang=it")
+    page.fill("#number", number_it)
+    page.fill("#contact", "giulia.bianchi@regione.example.it")
+    page.get_by_role("button", name="Controlla").click()
+    assert page.locator("#status-value").inner_text() == "Ricevuta, in attesa di presa in carico"
+    assert page.locator("#level-value").inner_text() == "I"
+    page.fill("#number", number_it)
+    page.fill("#contact", "john.smith@example.org")
+    page.get_by_role("button", name="Controlla").click()
+    assert "Nessuna segnalazione trovata" in page.locator("#status-not-found").inner_text()
+    assert page.locator("#status-result").count() == 0
+    assert page.dialogs == []
+
+
+def test_form_errors_are_announced_without_javascript(sqlite_core, web_factory, chromium):
+    web = web_factory(sqlite_core)
+    context = chromium.new_context(java_script_enabled=False, locale="en-GB", viewport={"width": 390, "height": 844})
+    p = context.new_page()
+    p.goto(web.url + "/")
+    p.get_by_role("button", name="Send the report").click()
+    assert p.locator("#errors").get_attribute("role") == "alert"
+    assert p.locator("#name-error").inner_text() == "This field is required."
+    assert p.locator("#name").get_attribute("aria-invalid") == "true"
+    # Phone-sized screen: no horizontal scrolling.
+    assert p.evaluate("document.documentElement.scrollWidth") <= 390
+    context.close()
+
+
+def test_operator_escalates_through_three_levels_and_resolves(sqlite_core, web_factory, page):
+    web = web_factory(sqlite_core)
+    page.goto(web.url + "/")
+    fill_report(page, "Mario Rossi", "mario.rossi@regione.example.it", "contabilità",
+                "Non riesco a emettere i mandati di pagamento: errore di connessione al database.")
+    page.get_by_role("button", name="Invia la segnalazione").click()
+    number = page.locator("#ticket-number").inner_text()
+
+    page.goto(web.url + "/desk/")
+    assert "/desk/login" in page.url  # not logged in: sent to the login page
+    login(page, web.url)
+    row = page.locator("table.queue tbody tr", has_text=number)
+    assert row.count() == 1 and "Mario Rossi" in row.inner_text()
+    row.get_by_role("link", name=number).click()
+    assert page.locator("h1").inner_text() == number
+
+    page.click("#do-take")
+    assert page.locator("#t-assignee").inner_text() == "anna.verdi"
+    assert page.locator("#t-status").inner_text() == "in_progress"
+    for reason, level in (("serve l'amministratore di sistema", "II"), ("problema sul server del database", "III")):
+        page.fill("#escalate-text", reason)
+        page.click("#do-escalate")
+        assert page.locator("#t-level").inner_text() == level
+        assert reason in page.locator("ol.history").inner_text()
+    assert page.locator("#do-escalate").count() == 0  # level III is the last one
+
+    page.click("#do-resolve")  # without a report: refused, with the rule's message
+    assert "needs a report" in page.locator("#action-error").inner_text()
+    page.fill("#resolve-text", "Riavviato il servizio del database; mandati emessi.")
+    page.click("#do-resolve")
+    assert page.locator("#t-status").inner_text() == "resolved"
+    shot(page, "web-ticket.png")
+    assert page.dialogs == []
+
+    # The reporter sees it resolved at level III.
+    page.goto(web.url + "/status")
+    page.fill("#number", number)
+    page.fill("#contact", "mario.rossi@regione.example.it")
+    page.click("button.primary")
+    assert page.locator("#status-value").inner_text() == "Risolta"
+    assert page.locator("#level-value").inner_text() == "III"
+
+
+def test_the_queue_updates_without_reload(sqlite_core, web_factory, page):
+    from ticketing.contact import Channel, Contact, Sender
+
+    web = web_factory(sqlite_core)
+    login(page, web.url)
+    page.wait_for_selector("#queue-count")
+    assert page.locator("#queue-count").inner_text().startswith("0 ticket")
+    page.wait_for_timeout(500)  # let the first poll record the state
+    web.ctx.deliver(Contact(Channel.EMAIL, "live-1@example.org", sender=Sender("Luca Ferrari", "luca.ferrari@regione.example.it"),
+                            subject="Stampante", text="La stampante tributi non stampa."))
+    from playwright.sync_api import expect
+
+    expect(page.locator("#queue-count")).to_have_text(re.compile(r"^1 ticket"), timeout=15000)
+    assert "Luca Ferrari" in page.locator("#queue").inner_text()

@@ -1,0 +1,404 @@
+"""The desk: what operators and integrations read about tickets, and the actions they apply to them.
+
+Channel adapters (the web desk, the REST API) call this service and never open a database session: reads
+come back as plain frozen records (`QueueRow`, `TicketView`, ...), and every change goes through
+`ticketing.lifecycle.Lifecycle`, whose `LifecycleError` carries a message an operator can read. A number
+that names no ticket raises `TicketNotFound`.
+
+The public status check (`status_lookup`) needs the ticket number *and* the email or phone it was reported
+with, and answers `None` for both a wrong number and a wrong contact, so it tells nothing about which
+tickets exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from .contact import normalise_phone
+from .extraction import FIELD_NAMES
+from .lifecycle import LEVEL_NAMES, LEVELS, OPEN_STATUSES, STATUSES, TRANSITIONS, URGENCIES, Lifecycle, LifecycleError
+from .models import Asset, Event, Message, Ticket, TicketField, User
+from .numbering import format_number, parse_number
+from .operators import Accounts
+
+__all__ = ["Desk", "LifecycleError", "TicketNotFound", "QueueFilters", "Page"]
+
+# Events the reporter may see on the status page (notes and field edits are internal).
+PUBLIC_EVENTS = frozenset({"created", "taken", "escalated", "resolved", "closed", "reopened", "message_added", "message_sent", "status_changed"})
+
+
+class TicketNotFound(LookupError):
+    def __init__(self, number: str):
+        super().__init__(f"no ticket {number}")
+        self.number = number
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    status: str | None = "open"  # a status, "open" (new, in progress, waiting) or None for all
+    level: int | None = None
+    channel: str | None = None
+    asset: str | None = None  # words of the asset field, or an asset tag
+    assignee: str | None = None  # a username, or "-" for unassigned
+
+    def __post_init__(self) -> None:
+        if self.status not in (None, "open", *STATUSES):
+            raise ValueError(f"unknown status {self.status!r}")
+        if self.level is not None and self.level not in LEVELS:
+            raise ValueError(f"unknown level {self.level!r}")
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+@dataclass(frozen=True)
+class FieldView:
+    name: str
+    value: str | None
+    confidence: float
+    source: str | None
+    check: bool  # below the low-confidence threshold: the operator should look at it
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    number: str
+    created_at: datetime
+    updated_at: datetime
+    channel: str
+    status: str
+    level: int
+    urgency: str
+    priority: int
+    assignee: str | None
+    reporter: str | None
+    asset: str | None
+    anomaly: str | None
+    check: tuple[str, ...]  # names of the three facts with low confidence
+
+
+@dataclass(frozen=True)
+class AttachmentView:
+    filename: str
+    content_type: str
+    kind: str
+    size: int | None
+    sha256: str | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class MessageView:
+    id: int
+    direction: str
+    channel: str
+    received_at: datetime
+    sender_name: str | None
+    sender_email: str | None
+    sender_phone: str | None
+    subject: str | None
+    text: str
+    attachments: tuple[AttachmentView, ...]
+
+
+@dataclass(frozen=True)
+class EventView:
+    at: datetime
+    kind: str
+    actor: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TicketView:
+    number: str
+    created_at: datetime
+    updated_at: datetime
+    channel: str
+    status: str
+    level: int
+    urgency: str
+    priority: int
+    assignee: str | None
+    language: str | None
+    respond_by: datetime | None
+    resolve_by: datetime | None
+    fields: tuple[FieldView, ...]
+    messages: tuple[MessageView, ...]
+    events: tuple[EventView, ...]
+    actions: tuple[str, ...]  # what the rules allow now: take, escalate, resolve, close, reopen
+
+    def field(self, name: str) -> FieldView | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+
+@dataclass(frozen=True)
+class PublicStatus:
+    number: str
+    status: str
+    level: int
+    created_at: datetime
+    last_update_at: datetime
+    last_update: str  # the kind of the last public event
+
+
+@dataclass(frozen=True)
+class AssetView:
+    tag: str
+    name: str
+    kind: str
+    location: str | None
+    criticality: str
+
+
+@dataclass(frozen=True)
+class UserView:
+    id: int
+    name: str
+    email: str | None
+    department: str | None
+
+
+@dataclass
+class Desk:
+    sessions: sessionmaker[Session]
+    lifecycle: Lifecycle
+    prefix: str = "HD"
+    low_confidence: float = 0.6
+    accounts: Accounts | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.accounts is None:
+            self.accounts = Accounts(self.sessions)
+
+    # -- reading --------------------------------------------------------------------------------------------
+    def number(self, ticket: Ticket) -> str:
+        return format_number(self.prefix, ticket.created_at, ticket.id)
+
+    def queue(self, filters: QueueFilters = QueueFilters(), page: int = 1, per_page: int = 50) -> Page:
+        """Tickets matching `filters`, most urgent (priority 1) first and newest first within a priority."""
+        page, per_page = max(1, page), max(1, min(200, per_page))
+        q = select(Ticket)
+        if filters.status == "open":
+            q = q.where(Ticket.status.in_(OPEN_STATUSES))
+        elif filters.status:
+            q = q.where(Ticket.status == filters.status)
+        if filters.level:
+            q = q.where(Ticket.level == filters.level)
+        if filters.channel:
+            q = q.where(Ticket.channel == filters.channel)
+        if filters.assignee == "-":
+            q = q.where(Ticket.assignee.is_(None))
+        elif filters.assignee:
+            q = q.where(Ticket.assignee == filters.assignee)
+        if filters.asset:
+            like = f"%{_escape_like(filters.asset.strip().lower())}%"
+            by_field = select(TicketField.ticket_id).where(TicketField.name == "asset", func.lower(TicketField.value).like(like, escape="\\"))
+            by_tag = select(Asset.id).where(or_(func.lower(Asset.tag).like(like, escape="\\"), func.lower(Asset.name).like(like, escape="\\")))
+            q = q.where(or_(Ticket.id.in_(by_field), Ticket.asset_id.in_(by_tag)))
+        with self.sessions() as s:
+            total = s.scalar(select(func.count()).select_from(q.subquery()))
+            rows = s.scalars(
+                q.options(selectinload(Ticket.fields))
+                .order_by(Ticket.priority, Ticket.created_at.desc(), Ticket.id.desc())
+                .offset((page - 1) * per_page)
+                .limit(per_page)
+            ).all()
+            items = [self._row(t) for t in rows]
+        return Page(items, total, page, per_page)
+
+    def latest(self) -> tuple[int, datetime | None]:
+        """The number of tickets and the newest change: what a live queue polls to know it must refresh."""
+        with self.sessions() as s:
+            count, newest = s.execute(select(func.count(Ticket.id), func.max(Ticket.updated_at))).one()
+        return count, newest
+
+    def ticket(self, number: str) -> TicketView:
+        with self.sessions() as s:
+            t = self._load(s, number, full=True)
+            return self._view(t)
+
+    def status_lookup(self, number: str, contact: str) -> PublicStatus | None:
+        """The public status of a ticket, only when `contact` is the email or phone it was reported with."""
+        contact = (contact or "").strip()
+        with self.sessions() as s:
+            try:
+                t = self._load(s, number or "")
+            except TicketNotFound:
+                t = None
+            if not contact or t is None or not self._reported_by(s, t, contact):
+                return None
+            last = s.scalar(
+                select(Event).where(Event.ticket_id == t.id, Event.kind.in_(PUBLIC_EVENTS)).order_by(Event.id.desc()).limit(1)
+            )
+            return PublicStatus(
+                self.number(t), t.status, t.level, t.created_at, last.at if last else t.updated_at, last.kind if last else "created"
+            )
+
+    def _reported_by(self, s: Session, t: Ticket, contact: str) -> bool:
+        if "@" in contact:
+            wanted = contact.lower()
+            emails = {e.lower() for e in s.scalars(select(Message.sender_email).where(Message.ticket_id == t.id, Message.direction == "in")) if e}
+            reporter = t.value("reporter_email")
+            return wanted in emails or (reporter is not None and reporter.lower() == wanted)
+        wanted = normalise_phone(contact)
+        if not wanted or len(wanted) < 6:
+            return False
+        phones = {normalise_phone(p) for p in s.scalars(select(Message.sender_phone).where(Message.ticket_id == t.id, Message.direction == "in")) if p}
+        phones.add(normalise_phone(t.value("reporter_phone")))
+        return wanted in phones
+
+    def suggest_assets(self, text: str, limit: int = 8) -> list[AssetView]:
+        """Inventory entries whose tag or name contains `text`, for the form's asset field."""
+        text = (text or "").strip().lower()[:100]
+        if len(text) < 2:
+            return []
+        like = f"%{_escape_like(text)}%"
+        with self.sessions() as s:
+            rows = s.scalars(
+                select(Asset)
+                .where(or_(func.lower(Asset.name).like(like, escape="\\"), func.lower(Asset.tag).like(like, escape="\\")))
+                .order_by(Asset.name)
+                .limit(max(1, min(50, limit)))
+            )
+            return [_asset(a) for a in rows]
+
+    def assets(self, page: int = 1, per_page: int = 50) -> Page:
+        return self._paged(Asset, Asset.tag, _asset, page, per_page)
+
+    def users(self, page: int = 1, per_page: int = 50) -> Page:
+        return self._paged(User, User.name, lambda u: UserView(u.id, u.name, u.email, u.department), page, per_page)
+
+    def _paged(self, model, order, convert, page: int, per_page: int) -> Page:
+        page, per_page = max(1, page), max(1, min(200, per_page))
+        with self.sessions() as s:
+            total = s.scalar(select(func.count()).select_from(model))
+            rows = s.scalars(select(model).order_by(order).offset((page - 1) * per_page).limit(per_page))
+            return Page([convert(r) for r in rows], total, page, per_page)
+
+    # -- actions --------------------------------------------------------------------------------------------
+    def take(self, number: str, operator: str) -> TicketView:
+        return self._apply(number, lambda t: self.lifecycle.take(t, operator))
+
+    def escalate(self, number: str, operator: str, reason: str) -> TicketView:
+        return self._apply(number, lambda t: self.lifecycle.escalate(t, operator, reason))
+
+    def resolve(self, number: str, operator: str, report: str) -> TicketView:
+        return self._apply(number, lambda t: self.lifecycle.resolve(t, operator, report))
+
+    def close(self, number: str, operator: str) -> TicketView:
+        return self._apply(number, lambda t: self.lifecycle.close(t, operator))
+
+    def reopen(self, number: str, operator: str, reason: str) -> TicketView:
+        def reopen(t: Ticket) -> None:
+            if not (reason or "").strip():
+                raise LifecycleError("reopening a ticket needs a reason")
+            self.lifecycle.reopen(t, operator, reason.strip())
+
+        return self._apply(number, reopen)
+
+    def note(self, number: str, operator: str, text: str) -> TicketView:
+        return self._apply(number, lambda t: self.lifecycle.note(t, operator, text or ""))
+
+    def set_field(self, number: str, operator: str, name: str, value: str) -> TicketView:
+        def edit(t: Ticket) -> None:
+            if name not in FIELD_NAMES:
+                raise LifecycleError(f"unknown field {name!r} (fields: {', '.join(FIELD_NAMES)})")
+            v = (value or "").strip() or None
+            if name == "urgency" and v not in URGENCIES:
+                raise LifecycleError(f"urgency must be one of {', '.join(URGENCIES)}")
+            if v is not None and len(v) > 4000:
+                raise LifecycleError("a field holds at most 4000 characters")
+            self.lifecycle.set_field(t, name, v, operator)
+
+        return self._apply(number, edit)
+
+    def _apply(self, number: str, change) -> TicketView:
+        with self.sessions() as s:
+            with s.begin():
+                t = self._load(s, number, full=True)
+                change(t)  # raises LifecycleError before anything is written
+            return self._view(t)
+
+    # -- helpers --------------------------------------------------------------------------------------------
+    def _load(self, s: Session, number: str, *, full: bool = False) -> Ticket:
+        parsed = parse_number(number[:40], self.prefix)
+        if parsed is None:
+            raise TicketNotFound(number)
+        year, ticket_id = parsed
+        q = select(Ticket).where(Ticket.id == ticket_id).options(selectinload(Ticket.fields))
+        if full:
+            q = q.options(selectinload(Ticket.events), selectinload(Ticket.messages).selectinload(Message.attachments))
+        t = s.scalars(q).first()
+        if t is None or t.created_at.year != year:
+            raise TicketNotFound(number)
+        return t
+
+    def _fields(self, t: Ticket) -> tuple[FieldView, ...]:
+        return tuple(FieldView(f.name, f.value, f.confidence, f.source, f.confidence < self.low_confidence) for f in t.fields)
+
+    def _row(self, t: Ticket) -> QueueRow:
+        fields = {f.name: f for f in self._fields(t)}
+
+        def value(name: str) -> str | None:
+            f = fields.get(name)
+            return f.value if f else None
+
+        check = tuple(n for n in ("reporter_name", "asset", "anomaly") if n not in fields or fields[n].check)
+        return QueueRow(
+            self.number(t), t.created_at, t.updated_at, t.channel, t.status, t.level, t.urgency, t.priority, t.assignee,
+            value("reporter_name") or value("reporter_email") or value("reporter_phone"), value("asset"), value("anomaly"), check,
+        )
+
+    def _view(self, t: Ticket) -> TicketView:
+        messages = tuple(
+            MessageView(
+                m.id, m.direction, m.channel, m.received_at, m.sender_name, m.sender_email, m.sender_phone, m.subject, m.text,
+                tuple(AttachmentView(a.filename, a.content_type, a.kind, a.size, a.sha256, a.note) for a in m.attachments),
+            )
+            for m in t.messages
+        )
+        events = tuple(EventView(e.at, e.kind, e.actor, dict(e.data or {})) for e in t.events)
+        return TicketView(
+            self.number(t), t.created_at, t.updated_at, t.channel, t.status, t.level, t.urgency, t.priority, t.assignee,
+            t.language, t.respond_by, t.resolve_by, self._fields(t), messages, events, _actions(t),
+        )
+
+
+def _actions(t: Ticket) -> tuple[str, ...]:
+    actions = []
+    if t.status in OPEN_STATUSES:
+        actions.append("take")
+        if t.level < LEVELS[-1]:
+            actions.append("escalate")
+    if "resolved" in TRANSITIONS.get(t.status, ()):
+        actions.append("resolve")
+    if t.status == "resolved":
+        actions += ["close", "reopen"]
+    return tuple(actions)
+
+
+def _asset(a: Asset) -> AssetView:
+    return AssetView(a.tag, a.name, a.kind, a.location, a.criticality)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def level_name(level: int) -> str:
+    return LEVEL_NAMES.get(level, str(level))
