@@ -1,0 +1,196 @@
+"""Bench: N concurrent SMTP clients on loopback against the email channel's receiver; committed tickets per
+second and the time from the end of DATA to the 250 (p50, p99).
+
+    .venv/bin/python bench/email_smtp.py [--clients 20] [--mails 4000] [--db sqlite|URL] [--workers 2]
+
+The gateway runs in its own process (as `helpdesk-gateway serve` would), on a fresh SQLite database (WAL,
+synchronous=FULL) in a temporary directory unless --db names a PostgreSQL URL; the clients are asyncio
+connections in this process that reuse their connection for the next mail, as a sending MTA does. Each 250
+is checked against the database at the end: every mail answered 250 is one committed ticket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+USERS = [
+    ("Mario Rossi", "mario.rossi@regione.example.it"),
+    ("Giulia Bianchi", "giulia.bianchi@regione.example.it"),
+    ("Luca Ferrari", "luca.ferrari@regione.example.it"),
+    ("Francesca Romano", "francesca.romano@regione.example.it"),
+]
+PROBLEMS = [
+    "la stampante del secondo piano non stampa e segnala carta inceppata",
+    "il programma dell'anagrafe non si apre, sono bloccata",
+    "la posta elettronica è lentissima da stamattina",
+    "il PC dello sportello 3 si riavvia da solo ogni mezz'ora",
+    "non riesco ad accedere al protocollo informatico: password scaduta",
+]
+
+
+def make_mail(n: int) -> bytes:
+    name, addr = USERS[n % len(USERS)]
+    problem = PROBLEMS[n % len(PROBLEMS)]
+    filler = "\r\n".join(f"> riga citata {k} del messaggio precedente, che il parser deve leggere e scartare" for k in range(15))
+    return (
+        f"From: {name} <{addr}>\r\nTo: assistenza@example.org\r\nSubject: Segnalazione {n}: {problem[:30]}\r\n"
+        f"Date: Tue, 03 Mar 2026 09:00:00 +0100\r\nMessage-ID: <bench-{n}-{random.random()}@regione.example.it>\r\n"
+        f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        f"Buongiorno,\r\n{problem}.\r\nGrazie\r\n\r\n{name}\r\n\r\nIl giorno lun 2 mar 2026 Mario ha scritto:\r\n{filler}\r\n"
+    ).encode("utf-8")
+
+
+# -- the server process -------------------------------------------------------------------------------------
+def serve(data_dir: str, url: str, port: int, workers: int) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
+    from channels.email.plugin import load
+    from channels.email.settings import EmailSettings
+    from gateway.app import build_core, channel_context, seed_directory
+    from tests.conftest import make_config
+
+    core = build_core(make_config(Path(data_dir), url))
+    seed_directory(core)
+    settings = EmailSettings(enabled=True, smtp={"port": port, "parse_workers": workers}, ack={"enabled": False})
+
+    async def main() -> None:
+        channel = load(channel_context(core, settings))
+        await channel.start()
+        print("READY", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the bench closes stdin
+        await channel.stop()
+
+    if os.environ.get("BENCH_UVLOOP"):  # what `serve` would gain on uvloop (it runs asyncio's own loop today)
+        import uvloop
+
+        uvloop.install()
+    if os.environ.get("BENCH_PROFILE"):  # where the event loop's time goes: cProfile of the main thread
+        import cProfile
+
+        cProfile.runctx("asyncio.run(main())", globals(), locals(), os.environ["BENCH_PROFILE"])
+    else:
+        asyncio.run(main())
+    core.close()
+
+
+# -- the clients --------------------------------------------------------------------------------------------
+async def client(port: int, mails: list[bytes], latencies: list[float], failures: list[str]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def reply() -> str:
+        while True:
+            line = (await reader.readline()).decode()
+            if line[3:4] != "-":
+                return line
+
+    await reply()
+    writer.write(b"EHLO bench.test\r\n")
+    await reply()
+    for mail in mails:
+        writer.write(b"MAIL FROM:<sender@regione.example.it>\r\nRCPT TO:<assistenza@example.org>\r\nDATA\r\n")
+        await writer.drain()
+        for _ in range(3):
+            r = await reply()
+            if r[0] not in "23":
+                failures.append(r)
+        writer.write(mail + b".\r\n")
+        await writer.drain()
+        t0 = time.perf_counter()
+        r = await reply()
+        latencies.append(time.perf_counter() - t0)
+        if not r.startswith("250"):
+            failures.append(r)
+    writer.write(b"QUIT\r\n")
+    await writer.drain()
+    writer.close()
+
+
+async def run_clients(port: int, n_clients: int, n_mails: int) -> tuple[float, list[float], list[str]]:
+    mails = [make_mail(n) for n in range(n_mails)]
+    latencies: list[float] = []
+    failures: list[str] = []
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(port, mails[k::n_clients], latencies, failures) for k in range(n_clients)))
+    return time.perf_counter() - t0, latencies, failures
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--mails", type=int, default=4000)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--db", default="sqlite", help="sqlite, or a postgresql+psycopg:// URL of an empty database")
+    ap.add_argument("--workers", type=int, default=2, help="parse worker processes")
+    ap.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        serve(args.serve[0], args.serve[1], int(args.serve[2]), int(args.serve[3]))
+        return
+
+    from tests.conftest import free_port
+
+    tmp = Path(tempfile.mkdtemp(prefix="hd-bench-smtp-"))
+    url = f"sqlite:///{tmp / 'helpdesk.sqlite3'}" if args.db == "sqlite" else args.db
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(tmp), url, str(port), str(args.workers)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        assert server.stdout.readline().strip() == "READY", "the gateway did not start"
+        asyncio.run(run_clients(port, args.clients, args.warmup))
+        elapsed, lat, failures = asyncio.run(run_clients(port, args.clients, args.mails))
+    finally:
+        server.stdin.close()
+        server.wait(60)
+    import resource
+
+    # CPU seconds of the gateway (its process and parse workers, reaped on exit) and of the clients: what the
+    # run cost whatever else the shared machine was doing meanwhile.
+    gw = resource.getrusage(resource.RUSAGE_CHILDREN)
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as c:
+        tickets = c.execute(text("SELECT count(*) FROM tickets")).scalar()
+    engine.dispose()
+    lat.sort()
+    result = {
+        "clients": args.clients,
+        "mails": args.mails,
+        "db": "sqlite" if args.db == "sqlite" else "postgresql",
+        "parse_workers": args.workers,
+        "mails_per_s": round(args.mails / elapsed, 1),
+        "p50_ms": round(statistics.median(lat) * 1000, 1),
+        "p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 1),
+        "gateway_cpu_ms_per_mail": round((gw.ru_utime + gw.ru_stime) * 1000 / (args.mails + args.warmup), 2),
+        "client_cpu_ms_per_mail": round((me.ru_utime + me.ru_stime) * 1000 / (args.mails + args.warmup), 2),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
+        "failures": len(failures),
+        "tickets_committed": tickets,
+        "cpus": os.cpu_count(),
+    }
+    print(json.dumps(result))
+    if failures:
+        print("first failure:", failures[0], file=sys.stderr)
+    assert tickets == args.mails + args.warmup - len(failures), "a 250 without a committed ticket"
+
+
+if __name__ == "__main__":
+    main()
