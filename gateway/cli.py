@@ -298,6 +298,10 @@ from channels.web.cli import operators as _operators  # noqa: E402
 
 main.add_command(_operators)
 
+from channels.voice.cli import register as _register_voice  # noqa: E402
+
+_register_voice(main)
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

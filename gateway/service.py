@@ -70,21 +70,38 @@ async def serve(core: Core, stop: asyncio.Event | None = None) -> None:
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             pass
     started: list[ChannelService] = []
+    workers = None
     try:
         for name in enabled_channels(core.config):
             service = load_channel(core, name)
             await service.start()
             started.append(service)
             log.info("channel %s started", name)
+        workers = _transcription_workers(core)
         if not started:
             log.warning("no channel is enabled: the gateway takes no contacts (see [email], [web], [voice] in the config)")
         log.info("helpdesk-gateway ready (database %s)", core.engine.url.render_as_string(hide_password=True))
         await stop.wait()
         log.info("stopping")
     finally:
+        if workers is not None:
+            workers.stop()
         for service in reversed(started):
             try:
                 await service.stop()
                 log.info("channel %s stopped", service.name)
             except Exception:
                 log.exception("channel %s did not stop cleanly", service.name)
+
+
+def _transcription_workers(core: Core):
+    """The in-process speech-to-text workers, when the voice channel is on (else `helpdesk-gateway worker`)."""
+    stt = core.config.voice.stt
+    if not core.config.voice.enabled or stt.workers == 0:
+        return None
+    from channels.voice.stt.worker import WorkerThreads
+
+    workers = WorkerThreads(core, stt.workers)
+    workers.start()
+    log.info("%d transcription worker(s) started", stt.workers)
+    return workers

@@ -111,8 +111,15 @@ def test_a_bad_configuration_stops_with_one_line(run):
     )
 
 
-def test_serve_stops_cleanly_on_sigterm(run):
-    proc = subprocess.Popen([str(EXE), "serve"], cwd=ROOT, env=run.env, stderr=subprocess.PIPE, text=True)
+def test_serve_takes_mail_and_web_contacts_on_its_defaults_and_stops_on_sigterm(run):
+    import smtplib
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    smtp_port, web_port = free_port(), free_port()
+    env = dict(run.env, HELPDESK_GATEWAY__EMAIL__SMTP__PORT=str(smtp_port), HELPDESK_GATEWAY__WEB__PORT=str(web_port))
+    proc = subprocess.Popen([str(EXE), "serve"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         lines = []
@@ -122,9 +129,21 @@ def test_serve_stops_cleanly_on_sigterm(run):
             if "ready" in line or not line:
                 break
         assert any("helpdesk-gateway ready" in l for l in lines), lines
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as smtp:
+            smtp.sendmail(
+                "mario.rossi@regione.example.it",
+                ["assistenza@example.org"],
+                b"From: Mario Rossi <mario.rossi@regione.example.it>\r\nTo: assistenza@example.org\r\n"
+                b"Subject: stampante\r\nMessage-ID: <serve-1@x>\r\n\r\nLa stampante multifunzione non stampa.\r\n",
+            )
+        page = urllib.request.urlopen(f"http://127.0.0.1:{web_port}/", timeout=30).read().decode()
+        assert "Segnala un problema" in page
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         rest = proc.stderr.read()
         assert "stopping" in rest
     finally:
         proc.kill()
+    listed = json.loads(run("tickets", "list", "--json").stdout)
+    assert [(t["channel"], t["reporter"]) for t in listed] == [("email", "Mario Rossi")]
+    assert listed[0]["asset"].startswith("PRN-0210")

@@ -50,7 +50,7 @@ def test_a_report_becomes_one_voice_contact_keyed_by_the_call_id():
                recordings={"asset": BlobRef("a" * 64, 100), "anomaly": BlobRef("b" * 64, 900)}, abandoned=True)
     c = report_to_contact(r)
     assert (c.channel, c.external_id, c.sender.phone, c.language) == ("voice", "call-77", "+390554382290", "it")
-    assert [(a.filename, a.kind) for a in c.attachments] == [("asset.wav", "recording"), ("anomaly.wav", "recording")]
+    assert [(a.filename, a.kind) for a in c.attachments] == [("answer-asset.wav", "recording"), ("answer-anomaly.wav", "recording")]
     assert c.answers["name"].value == "Luca Ferrari" and c.answers["urgent"].value == "sì"
     assert "hung up" in c.text
 
@@ -68,3 +68,17 @@ def test_a_call_report_makes_a_ticket_with_its_recordings(sqlite_core):
         assert t.value("reporter_name") == "Luca Ferrari" and t.urgency == "critical"
         (m,) = t.messages
         assert [(a.kind, a.sha256) for a in m.attachments] == [("recording", blob.sha256)]
+
+
+def test_each_recording_gets_one_transcription_job_in_the_same_commit(core):
+    from sqlalchemy import select
+
+    from ticketing.transcription import TranscriptionJob
+
+    name, problem = core.blobs.put(b"RIFF name"), core.blobs.put(b"RIFF problem")
+    r = Report("call-99", "+39 055 438 2290", "it", recordings={"name": name, "anomaly": problem})
+    core.intake.submit(report_to_contact(r))
+    core.intake.submit(report_to_contact(r))  # delivered again: no second set of jobs
+    with core.sessions() as s:
+        jobs = s.scalars(select(TranscriptionJob).order_by(TranscriptionJob.id)).all()
+        assert [(j.question, j.blob_sha256, j.status) for j in jobs] == [("name", name.sha256, "pending"), ("anomaly", problem.sha256, "pending")]

@@ -129,15 +129,24 @@ class IntakeService:
             return seen
         if session.get_bind().dialect.name == "sqlite":
             # BEGIN IMMEDIATE holds the write lock from the check above: no other writer can race in.
-            return self._take_in(session, contact, x)
+            return self._enqueue_transcriptions(session, contact, self._take_in(session, contact, x))
         try:
             with session.begin_nested():
-                return self._take_in(session, contact, x)
+                return self._enqueue_transcriptions(session, contact, self._take_in(session, contact, x))
         except IntegrityError:
             seen = self._existing(session, contact)
             if seen is None:
                 raise
             return seen
+
+    @staticmethod
+    def _enqueue_transcriptions(session: Session, contact: Contact, result: IntakeResult) -> IntakeResult:
+        """A transcription job per recording, in the same transaction: a recording is never without its job."""
+        if any(a.kind == "recording" and a.blob for a in contact.attachments):
+            from .transcription import enqueue_recordings
+
+            enqueue_recordings(session, result.message_id, contact.language)
+        return result
 
     def _existing(self, session: Session, contact: Contact) -> IntakeResult | None:
         row = session.connection().execute(SEEN, {"channel": str(contact.channel), "external_id": contact.external_id}).first()

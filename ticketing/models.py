@@ -237,4 +237,4 @@ class Rejection(Base):
 
 
 # Tables defined beside the service that owns them; imported here so that Base.metadata has every table.
-from . import operators  # noqa: E402,F401
+from . import operators, transcription  # noqa: E402,F401

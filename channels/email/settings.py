@@ -66,7 +66,7 @@ class AckSettings(Section):
 
 
 class EmailSettings(Section):
-    enabled: bool = False
+    enabled: bool = True
     addresses: list[str] = Field(default_factory=lambda: ["assistenza@example.org"])
     max_attachment_bytes: int = Field(25 * 1024 * 1024, ge=0, description="larger attachments are noted, not kept")
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)

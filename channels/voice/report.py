@@ -22,7 +22,7 @@ def report_to_contact(report: Report, received_at: datetime | None = None) -> Co
     if report.urgent is not None:
         answers["urgent"] = Answer("sì" if report.urgent else "no", "dtmf", 1.0)
     attachments = tuple(
-        Attachment(f"{question}.wav", "audio/wav", blob, kind="recording") for question, blob in report.recordings.items()
+        Attachment(f"answer-{question}.wav", "audio/wav", blob, kind="recording") for question, blob in report.recordings.items()
     )
     note = " (the caller hung up before the end)" if report.abandoned else ""
     return Contact(

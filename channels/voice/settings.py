@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .stt.settings import SttSettings
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
@@ -29,3 +31,4 @@ class VoiceSettings(Section):
     prompts_dir: Path = Path("config/prompts")
     sip: SipSettings = Field(default_factory=SipSettings)
     ivr: IvrSettings = Field(default_factory=IvrSettings)
+    stt: SttSettings = Field(default_factory=SttSettings)

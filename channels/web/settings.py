@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class WebSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
-    enabled: bool = False
+    enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535, description="0: any free port (tests)")
     # Signs CSRF tokens and operator session cookies. Unset: a random key per start (sessions end on restart).

@@ -1,0 +1,36 @@
+"""Configuration of speech-to-text: the `[voice.stt]` section (engine and model per language, worker tuning)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EngineName = Literal["auto", "vosk", "whisper", "pocketsphinx"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class LanguageChoice(_Section):
+    engine: EngineName = "auto"  # auto: the best engine with a model for the language on this machine
+    model: Path | None = None  # a model directory; None: the one found for the engine and language
+
+
+class SttSettings(_Section):
+    # Where `models install` unpacks Vosk models (and where Whisper directories may be put); default
+    # <storage.data_dir>/models.
+    models_dir: Path | None = None
+    languages: dict[str, LanguageChoice] = Field(default_factory=lambda: {"it": LanguageChoice(), "en": LanguageChoice()})
+    silence_floor_dbfs: float = Field(-50.0, le=0)
+    whisper_compute_type: str = "int8"
+    whisper_threads: int = Field(1, ge=1, le=64)  # per worker process: workers, not threads, use the cores
+    whisper_beam_size: int = Field(1, ge=1, le=10)  # greedy: beam 5 was no better on the telephone prompts (bench/stt.py)
+    # Durable jobs: worker processes `serve` runs in-process (0: none, run `helpdesk-gateway worker` elsewhere).
+    workers: int = Field(1, ge=0, le=64)
+    lease_seconds: float = Field(60.0, gt=0)
+    max_attempts: int = Field(5, ge=1)
+    backoff_seconds: float = Field(5.0, ge=0)
+    poll_seconds: float = Field(0.5, gt=0)

@@ -1,0 +1,57 @@
+"""One object to transcribe recordings by language: engines loaded once (per process) and reused.
+
+`transcribe()` normalises the recording to the engine's rate, skips the engine for a silent recording (it
+comes back flagged `silent`, with an empty text and zero confidence), and decodes the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from . import audio, registry
+from .base import Engine, EngineError, Grammar, Transcript
+
+log = logging.getLogger(__name__)
+from .settings import SttSettings
+
+
+class Transcriber:
+    def __init__(self, settings: SttSettings | None = None, models_dir: Path | None = None, engine: str | None = None):
+        self.settings = settings or SttSettings()
+        self.models_dir = models_dir if models_dir is not None else self.settings.models_dir
+        self.engine_override = engine
+        self._engines: dict[str, Engine] = {}
+        self._lock = threading.Lock()
+
+    def engine(self, language: str) -> Engine:
+        with self._lock:
+            if language not in self._engines:
+                info = registry.choose(language, self.settings, self.models_dir, self.engine_override)
+                self._engines[language] = registry.build(info, language, self.settings)
+            return self._engines[language]
+
+    def preload(self, languages=None) -> dict[str, str]:
+        """Load the engine of each configured language now (logging the choice at start, not at the first call).
+        Returns {language: error} for the languages that have no engine here; those jobs will fail with it."""
+        errors = {}
+        for language in languages or self.settings.languages:
+            try:
+                self.engine(language)
+            except EngineError as e:
+                log.warning("speech-to-text for %s: %s", language, e)
+                errors[language] = str(e)
+        return errors
+
+    def grammar(self, language: str, phrases: list[str]) -> Grammar | None:
+        engine = self.engine(language)
+        prepare = getattr(engine, "grammar", None)
+        return prepare(phrases) if prepare else None
+
+    def transcribe(self, source: bytes | str | Path, language: str, grammar: Grammar | None = None) -> Transcript:
+        engine = self.engine(language)
+        a = audio.load(source, engine.sample_rate, silence_floor=self.settings.silence_floor_dbfs)
+        if a.silent:
+            return Transcript("", 0.0, engine.name, engine.model, language, round(a.duration, 3), silent=True)
+        return engine.transcribe(a.pcm, grammar)

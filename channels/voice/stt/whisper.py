@@ -1,0 +1,90 @@
+"""The faster-whisper engine (Whisper weights in CTranslate2 format, `faster-whisper` package, extra [whisper]).
+
+The most accurate offline engine here. The model is a local directory (`model.bin`, `config.json`,
+`tokenizer.json`, `vocabulary.txt`): never a hub name, so nothing is downloaded at run time. Silero
+voice-activity detection (shipped inside faster-whisper) trims silence first, so silence costs nothing and
+cannot make Whisper hallucinate text. Decoding is greedy at temperature 0: deterministic. English-only models (`*.en`, 51864-token vocabulary) serve English only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from .base import EngineError, Grammar, Transcript, Word, mean_confidence
+
+ENGLISH_ONLY_VOCAB = 51864  # the .en models' vocabulary; multilingual ones have 51865 or more
+
+
+def is_model_dir(path: Path) -> bool:
+    p = Path(path)
+    return (p / "model.bin").exists() and (p / "config.json").exists() and ((p / "tokenizer.json").exists() or (p / "vocabulary.txt").exists())
+
+
+def model_languages(path: Path) -> str | None:
+    """'en' for an English-only model, None for a multilingual one."""
+    vocab = Path(path) / "vocabulary.txt"
+    if vocab.exists():
+        with open(vocab, "rb") as f:
+            n = sum(1 for _ in f)
+        return "en" if n <= ENGLISH_ONLY_VOCAB else None
+    return "en" if Path(path).name.endswith(".en") else None
+
+
+class WhisperEngine:
+    name = "whisper"
+    sample_rate = 16000
+
+    def __init__(self, model_dir: str | Path, language: str, *, compute_type: str = "int8", cpu_threads: int = 1, beam_size: int = 1):
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as e:
+            raise EngineError("the 'faster-whisper' package is not installed (pip install 'helpdesk-gateway[whisper]')") from e
+        path = Path(model_dir)
+        if not is_model_dir(path):
+            raise EngineError(f"{path} is not a CTranslate2 Whisper model directory (model.bin, config.json, tokenizer)")
+        only = model_languages(path)
+        if only is not None and language != only:
+            raise EngineError(f"the Whisper model {path} is English-only; it cannot transcribe {language!r}")
+        self.model = str(path)
+        self.language = language
+        self.beam_size = beam_size
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every call at INFO
+        self._model = WhisperModel(str(path), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, local_files_only=True)
+        self._lock = threading.Lock()
+
+    def transcribe(self, pcm: bytes, grammar: Grammar | None = None) -> Transcript:
+        import numpy as np  # comes with faster-whisper; not needed to look at model directories
+
+        samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
+        with self._lock:
+            segments, _ = self._model.transcribe(
+                samples,
+                language=self.language,
+                beam_size=self.beam_size,
+                # No sampling fallback at higher temperatures: the same recording always gives the same text
+                # (an operator re-running a job, a test), and VAD already keeps the windows that loop out.
+                temperature=0.0,
+                word_timestamps=True,
+                vad_filter=True,
+                vad_parameters={"min_silence_duration_ms": 500},
+                condition_on_previous_text=False,
+            )
+            segments = list(segments)
+        words = [
+            Word(w.word.strip(), round(float(w.start), 3), round(float(w.end), 3), round(float(w.probability), 4))
+            for s in segments
+            for w in (s.words or ())
+            if w.word.strip()
+        ]
+        text = " ".join(s.text.strip() for s in segments).strip()
+        return Transcript(
+            text=text,
+            confidence=mean_confidence(words),
+            engine=self.name,
+            model=self.model,
+            language=self.language,
+            duration=round(len(pcm) / 2 / self.sample_rate, 3),
+            words=tuple(words),
+        )

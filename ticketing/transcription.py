@@ -1,0 +1,347 @@
+"""Durable transcription jobs: every call recording becomes a job row, done once, its result landing on the ticket.
+
+The core knows nothing of audio: a job names a recording (its blob's SHA-256) and the question it answers
+("name", "asset", "anomaly", …); a worker (channels/voice/stt/worker.py) claims it, turns the audio into text
+and hands back text plus confidences (`Recognised`), and `complete()` writes that onto the ticket.
+
+    pending ──claim──▶ running ──complete──▶ done
+       ▲                  │ fail (retryable, attempts left): run_after = now + backoff·2^(attempt-1)
+       └──────────────────┤ lease expired (the worker died): claimed again by another worker
+                          └ fail (not retryable, or attempts used up) ──▶ failed, with the reason
+
+- A job is enqueued in the transaction that stores the recording (`enqueue`, `enqueue_recordings`), so a
+  committed recording always has its job.
+- Claiming: `SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL, so concurrent workers skip each other's rows;
+  on SQLite every write transaction starts with `BEGIN IMMEDIATE` (ticketing.storage), so the select and the
+  update of a claim run under the single writer lock.
+- A claim holds a lease (`lease_until`) the worker renews while it works; a job whose lease ran out is
+  claimed again. `complete()` succeeds only for the claim that holds the job now (same worker and attempt):
+  a worker that lost its lease cannot write a second result, so a result lands on the ticket once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Callable
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, func, or_, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from .models import Base, BigId, Event, StoredAttachment, Ticket, utcnow
+
+if TYPE_CHECKING:  # models imports this module to register its table: no import cycle at run time
+    from .directory import Directory
+    from .lifecycle import Lifecycle
+
+log = logging.getLogger(__name__)
+
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+# The question a recording answers -> the ticket field its transcript fills (others only keep the transcript).
+FIELD_FOR_QUESTION = {"name": "reporter_name", "asset": "asset", "anomaly": "anomaly"}
+ACTOR = "transcription"
+MAX_BACKOFF = 3600.0
+
+
+class TranscriptionJob(Base):
+    """One recording to transcribe, and what became of it."""
+
+    __tablename__ = "transcription_jobs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    attachment_id: Mapped[int | None] = mapped_column(ForeignKey("attachments.id"), unique=True)
+    question: Mapped[str] = mapped_column(String(20))
+    blob_sha256: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(5))
+    status: Mapped[str] = mapped_column(String(10), default=PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    run_after: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None]
+    worker: Mapped[str | None] = mapped_column(String(100))
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict | None]
+
+    __table_args__ = (
+        Index("ix_transcription_jobs_claim", "status", "run_after"),
+        Index("ix_transcription_jobs_ticket", "ticket_id"),
+    )
+
+
+# -- enqueueing (inside the caller's transaction) ---------------------------------------------------------------
+def enqueue(
+    session: Session,
+    *,
+    ticket_id: int,
+    blob_sha256: str,
+    question: str,
+    language: str | None = None,
+    message_id: int | None = None,
+    attachment_id: int | None = None,
+    max_attempts: int = 5,
+) -> TranscriptionJob:
+    """Add a job in the session's open transaction: it commits (or not) with the recording it names."""
+    job = TranscriptionJob(
+        ticket_id=ticket_id,
+        blob_sha256=blob_sha256,
+        question=question[:20],
+        language=language,
+        message_id=message_id,
+        attachment_id=attachment_id,
+        max_attempts=max_attempts,
+        status=PENDING,
+        attempts=0,
+        run_after=utcnow(),
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def question_of(filename: str) -> str:
+    """The question a recording answers, from the voice channel's file names: `answer-name.wav` -> "name"."""
+    stem = PurePosixPath(filename).stem.lower()
+    return stem.split("-", 1)[1] if stem.startswith("answer-") and "-" in stem else "recording"
+
+
+def enqueue_recordings(session: Session, message_id: int, language: str | None = None, max_attempts: int = 5) -> list[TranscriptionJob]:
+    """A job for each stored recording of a message that has none yet (idempotent: the intake hook)."""
+    rows = session.execute(
+        select(StoredAttachment, TranscriptionJob.id)
+        .outerjoin(TranscriptionJob, TranscriptionJob.attachment_id == StoredAttachment.id)
+        .where(StoredAttachment.message_id == message_id, StoredAttachment.kind == "recording")
+    ).all()
+    jobs = []
+    for att, existing in rows:
+        if existing is not None or not att.sha256:
+            continue
+        ticket_id = att.message.ticket_id
+        jobs.append(
+            enqueue(
+                session,
+                ticket_id=ticket_id,
+                blob_sha256=att.sha256,
+                question=question_of(att.filename),
+                language=language or att.message.language,
+                message_id=message_id,
+                attachment_id=att.id,
+                max_attempts=max_attempts,
+            )
+        )
+    return jobs
+
+
+def _event(ticket: Ticket, kind: str, data: dict) -> None:
+    now = utcnow()
+    ticket.updated_at = now
+    ticket.events.append(Event(kind=kind, actor=ACTOR, data=data, at=now))
+
+
+# -- what a worker holds and hands back ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Claim:
+    job_id: int
+    attempt: int
+    worker: str
+    ticket_id: int
+    question: str
+    blob_sha256: str
+    language: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Recognised:
+    """A worker's result, without audio: text, confidences, and what produced them."""
+
+    text: str
+    confidence: float
+    engine: str
+    model: str
+    words: list[dict] = field(default_factory=list)  # {"word", "start", "end", "confidence"}
+    silent: bool = False  # the recording was below the silence floor
+
+
+class JobQueue:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        lifecycle: Lifecycle,
+        directory: Callable[[], Directory],
+        *,
+        lease_seconds: float = 60.0,
+        backoff_seconds: float = 5.0,
+    ):
+        self.sessions = sessions
+        self.lifecycle = lifecycle
+        self.directory = directory
+        self.lease = timedelta(seconds=lease_seconds)
+        self.backoff = backoff_seconds
+
+    # -- claiming ---------------------------------------------------------------------------------------------
+    def claim(self, worker: str) -> Claim | None:
+        """Take the oldest job that is due (pending, or running with an expired lease); None when none is."""
+        while True:
+            with self.sessions() as s, s.begin():
+                now = utcnow()
+                job = s.scalars(
+                    select(TranscriptionJob)
+                    .where(
+                        or_(
+                            (TranscriptionJob.status == PENDING) & (TranscriptionJob.run_after <= now),
+                            (TranscriptionJob.status == RUNNING) & (TranscriptionJob.lease_until < now),
+                        )
+                    )
+                    .order_by(TranscriptionJob.run_after, TranscriptionJob.id)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)  # rendered on PostgreSQL; SQLite holds the write lock instead
+                ).first()
+                if job is None:
+                    return None
+                if job.status == RUNNING and job.attempts >= job.max_attempts:
+                    # Its worker died on every attempt: give up on it where an operator sees it.
+                    self._give_up(s, job, f"the worker died or stalled on all {job.attempts} attempts (last: {job.worker})", now)
+                    continue
+                if job.status == RUNNING:
+                    log.warning("job %d: the lease of worker %s expired; requeued", job.id, job.worker)
+                job.status = RUNNING
+                job.attempts += 1
+                job.worker = worker[:100]
+                job.lease_until = now + self.lease
+                job.started_at = now
+                return Claim(job.id, job.attempts, job.worker, job.ticket_id, job.question, job.blob_sha256, job.language)
+
+    def renew(self, claim: Claim) -> bool:
+        """Extend the lease; False when the job is no longer this claim's (the lease was lost)."""
+        with self.sessions() as s, s.begin():
+            r = s.execute(
+                update(TranscriptionJob)
+                .where(*self._held_by(claim))
+                .values(lease_until=utcnow() + self.lease)
+                .execution_options(synchronize_session=False)
+            )
+            return r.rowcount == 1
+
+    @staticmethod
+    def _held_by(claim: Claim):
+        return (
+            TranscriptionJob.id == claim.job_id,
+            TranscriptionJob.status == RUNNING,
+            TranscriptionJob.worker == claim.worker,
+            TranscriptionJob.attempts == claim.attempt,
+        )
+
+    # -- finishing --------------------------------------------------------------------------------------------
+    def complete(self, claim: Claim, result: Recognised) -> bool:
+        """Record the result and write it onto the ticket, in one transaction. False (nothing written) when the
+        claim no longer holds the job: another worker has it, and only one result may land."""
+        with self.sessions() as s, s.begin():
+            now = utcnow()
+            data = {
+                "text": result.text,
+                "confidence": result.confidence,
+                "engine": result.engine,
+                "model": result.model,
+                "silent": result.silent,
+                "words": result.words,
+            }
+            r = s.execute(
+                update(TranscriptionJob)
+                .where(*self._held_by(claim))
+                .values(status=DONE, finished_at=now, lease_until=None, error=None, result=data)
+                .execution_options(synchronize_session=False)
+            )
+            if r.rowcount != 1:
+                log.warning("job %d: attempt %d lost its lease before completing; its result is dropped", claim.job_id, claim.attempt)
+                return False
+            ticket = s.get(Ticket, claim.ticket_id, with_for_update=True)
+            self._apply(ticket, claim, result)
+            return True
+
+    def fail(self, claim: Claim, reason: str, *, retry: bool = True) -> str | None:
+        """Record a failed attempt: back to pending after a backoff when `retry` and attempts are left, else
+        failed with `reason`. Returns the job's new status (None when the claim had lost the job)."""
+        with self.sessions() as s, s.begin():
+            job = s.get(TranscriptionJob, claim.job_id, with_for_update=True)
+            if job is None or job.status != RUNNING or job.worker != claim.worker or job.attempts != claim.attempt:
+                return None
+            now = utcnow()
+            if retry and job.attempts < job.max_attempts:
+                delay = min(MAX_BACKOFF, self.backoff * 2 ** (job.attempts - 1))
+                job.status, job.run_after, job.lease_until, job.error = PENDING, now + timedelta(seconds=delay), None, reason[:2000]
+                log.warning("job %d attempt %d failed (%s); retry in %.0f s", job.id, job.attempts, reason, delay)
+                return PENDING
+            self._give_up(s, job, reason, now)
+            return FAILED
+
+    def _give_up(self, s: Session, job: TranscriptionJob, reason: str, now: datetime) -> None:
+        job.status, job.finished_at, job.lease_until, job.error = FAILED, now, None, reason[:2000]
+        ticket = s.get(Ticket, job.ticket_id)
+        if ticket is not None:
+            _event(ticket, "transcription_failed", {"job": job.id, "question": job.question, "recording": job.blob_sha256, "reason": reason[:500]})
+        log.error("job %d failed for good: %s", job.id, reason)
+
+    # -- the ticket -------------------------------------------------------------------------------------------
+    def _apply(self, ticket: Ticket, claim: Claim, r: Recognised) -> None:
+        lc, q = self.lifecycle, claim.question
+        _event(
+            ticket,
+            "transcribed",
+            {
+                "job": claim.job_id,
+                "question": q,
+                "recording": claim.blob_sha256,  # what the operator plays when a field is flagged
+                "engine": r.engine,
+                "model": r.model,
+                "text": r.text,
+                "confidence": r.confidence,
+                "silent": r.silent,
+                "words": [[w["word"], w["confidence"]] for w in r.words],
+            },
+        )
+        if r.silent:
+            # Not an empty transcript passed off as an answer: a flagged field the operator must look at.
+            lc.set_field(ticket, f"transcript_{q}"[:40], "(silent recording: no speech reached us)", ACTOR, confidence=0.0, source="silent")
+            return
+        lc.set_field(ticket, f"transcript_{q}"[:40], r.text, ACTOR, confidence=r.confidence, source=r.engine[:20])
+        name = FIELD_FOR_QUESTION.get(q)
+        if name is None or not r.text.strip():
+            return
+        value, confidence, source = self._interpret(ticket, q, r)
+        current = ticket.field(name)
+        if current is not None and current.value and (current.source == "operator" or current.confidence > confidence):
+            return  # an operator's value, or a surer one, stays
+        lc.set_field(ticket, name, value, ACTOR, confidence=round(confidence, 3), source=source)
+
+    def _interpret(self, ticket: Ticket, q: str, r: Recognised) -> tuple[str, float, str]:
+        directory = self.directory()
+        text = r.text.strip().rstrip(".")
+        if q == "name":
+            hit = directory.user_by_name(text)
+            if hit is None:
+                for prefix in ("my name is ", "mi chiamo ", "sono ", "this is ", "i am "):
+                    if text.lower().startswith(prefix):
+                        hit = directory.user_by_name(text[len(prefix):])
+                        break
+            if hit is not None:
+                ticket.reporter_user_id = hit[0].id
+                return hit[0].name, r.confidence * hit[1], "directory"
+            return text, r.confidence * 0.5, "transcript"
+        if q == "asset":
+            match = directory.match_asset(text)
+            if match is not None:
+                ticket.asset_id = match.asset.id
+                return f"{match.asset.tag} {match.asset.name}", r.confidence * match.confidence, "inventory"
+            return text, r.confidence * 0.5, "transcript"
+        return text, r.confidence, "transcript"
+
+    # -- looking ----------------------------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        with self.sessions() as s:
+            return dict(s.execute(select(TranscriptionJob.status, func.count()).group_by(TranscriptionJob.status)).all())
