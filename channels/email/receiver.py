@@ -207,7 +207,7 @@ class SmtpReceiver:
         if workers > 0:
             # spawn, not fork: the gateway process has threads (the committer, database pools) by now.
             self.pool: concurrent.futures.Executor = concurrent.futures.ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn")
+                workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint
             )
         else:
             self.pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="email-parse")
@@ -285,3 +285,10 @@ def run_in_thread(receiver_factory: Callable[[], Any]):
         thread.join(30)
 
     return box["receiver"], stop
+
+
+def _ignore_sigint() -> None:
+    """Parse workers leave Ctrl-C to the gateway, which shuts the pool down in order (no tracebacks)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
