@@ -43,6 +43,20 @@ def mean_confidence(words: Sequence[Word]) -> float:
     return round(sum(w.confidence for w in words) / len(words), 4) if words else 0.0
 
 
+def make_transcript(engine: "Engine", pcm: bytes, words: Sequence[Word], text: str | None = None, **extra) -> Transcript:
+    """The result every engine returns: its words, their mean confidence, and where it came from."""
+    return Transcript(
+        text=" ".join(w.word for w in words) if text is None else text,
+        confidence=mean_confidence(words),
+        engine=engine.name,
+        model=engine.model,
+        language=engine.language,
+        duration=round(len(pcm) / 2 / engine.sample_rate, 3),
+        words=tuple(words),
+        **extra,
+    )
+
+
 @dataclass
 class Grammar:
     """A constrained vocabulary prepared for one engine: the phrases it kept, the words its model lacks."""

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 import threading
 
-from .base import EngineError, Grammar, Transcript, Word, mean_confidence
+from .base import EngineError, Grammar, Transcript, Word, make_transcript
 
 _FRAME = 0.01  # pocketsphinx frames are 10 ms
 _FILLER = re.compile(r"^(<s>|</s>|<sil>|\[.*\]|\+\+.*\+\+)$")
@@ -46,12 +46,4 @@ class PocketsphinxEngine:
             for s in segs
             if not _FILLER.match(s.word)
         ]
-        return Transcript(
-            text=" ".join(w.word for w in words),
-            confidence=mean_confidence(words),
-            engine=self.name,
-            model=self.model,
-            language=self.language,
-            duration=round(len(pcm) / 2 / self.sample_rate, 3),
-            words=tuple(words),
-        )
+        return make_transcript(self, pcm, words)

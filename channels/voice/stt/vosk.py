@@ -16,7 +16,7 @@ import logging
 import re
 from pathlib import Path
 
-from .base import EngineError, Grammar, Transcript, Word, mean_confidence
+from .base import EngineError, Grammar, Transcript, Word, make_transcript
 
 log = logging.getLogger(__name__)
 
@@ -106,16 +106,7 @@ class VoskEngine:
                 words.extend(_words(json.loads(rec.Result())))
         words.extend(_words(json.loads(rec.FinalResult())))
         words = [w for w in words if w.word != "[unk]"]
-        return Transcript(
-            text=" ".join(w.word for w in words),
-            confidence=mean_confidence(words),
-            engine=self.name,
-            model=self.model,
-            language=self.language,
-            duration=round(len(pcm) / 2 / self.sample_rate, 3),
-            words=tuple(words),
-            grammar=grammar is not None,
-        )
+        return make_transcript(self, pcm, words, grammar=grammar is not None)
 
 
 def _words(result: dict) -> list[Word]:

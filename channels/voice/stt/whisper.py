@@ -12,7 +12,7 @@ import logging
 import threading
 from pathlib import Path
 
-from .base import EngineError, Grammar, Transcript, Word, mean_confidence
+from .base import EngineError, Grammar, Transcript, Word, make_transcript
 
 ENGLISH_ONLY_VOCAB = 51864  # the .en models' vocabulary; multilingual ones have 51865 or more
 
@@ -79,12 +79,4 @@ class WhisperEngine:
             if w.word.strip()
         ]
         text = " ".join(s.text.strip() for s in segments).strip()
-        return Transcript(
-            text=text,
-            confidence=mean_confidence(words),
-            engine=self.name,
-            model=self.model,
-            language=self.language,
-            duration=round(len(pcm) / 2 / self.sample_rate, 3),
-            words=tuple(words),
-        )
+        return make_transcript(self, pcm, words, text)
