@@ -75,7 +75,9 @@ class FieldView:
 
 
 @dataclass(frozen=True)
-class QueueRow:
+class TicketHeader:
+    """What every view of a ticket starts with."""
+
     number: str
     created_at: datetime
     updated_at: datetime
@@ -85,6 +87,10 @@ class QueueRow:
     urgency: str
     priority: int
     assignee: str | None
+
+
+@dataclass(frozen=True)
+class QueueRow(TicketHeader):
     reporter: str | None
     asset: str | None
     anomaly: str | None
@@ -124,16 +130,7 @@ class EventView:
 
 
 @dataclass(frozen=True)
-class TicketView:
-    number: str
-    created_at: datetime
-    updated_at: datetime
-    channel: str
-    status: str
-    level: int
-    urgency: str
-    priority: int
-    assignee: str | None
+class TicketView(TicketHeader):
     language: str | None
     respond_by: datetime | None
     resolve_by: datetime | None

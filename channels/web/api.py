@@ -76,7 +76,7 @@ class FieldOut(BaseModel):
     check: bool = Field(description="below the low-confidence threshold: a person should check it")
 
 
-class TicketSummary(BaseModel):
+class TicketHeaderOut(BaseModel):
     number: str
     created_at: datetime
     updated_at: datetime
@@ -86,6 +86,9 @@ class TicketSummary(BaseModel):
     urgency: str
     priority: int
     assignee: str | None
+
+
+class TicketSummary(TicketHeaderOut):
     reporter: str | None
     asset: str | None
     anomaly: str | None
@@ -121,16 +124,7 @@ class EventOut(BaseModel):
     data: dict[str, Any]
 
 
-class TicketOut(BaseModel):
-    number: str
-    created_at: datetime
-    updated_at: datetime
-    channel: str
-    status: str
-    level: int
-    urgency: str
-    priority: int
-    assignee: str | None
+class TicketOut(TicketHeaderOut):
     language: str | None
     respond_by: datetime | None
     resolve_by: datetime | None
