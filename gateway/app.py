@@ -2,13 +2,13 @@
 
 `Core` is the typed dependency record every command and channel is built from. Channels never receive it
 whole: `ChannelContext` gives an adapter a place to deliver contacts (`deliver`), the blob store for the
-bytes it receives, and its own configuration section.
+bytes it receives, its own configuration section, and `Shared`, the few things channels offer one another.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +31,19 @@ log = logging.getLogger("gateway")
 
 
 @dataclass
+class Shared:
+    """What channels offer one another, connected here and nowhere else.
+
+    `http_mounts`: ASGI apps another channel contributes to the web server, by path prefix (the Twilio
+    webhooks of the voice channel live on the web app). `mail`: the email channel's outgoing mail, for
+    acknowledgements of contacts that came another way and for operators' replies (None when email is off).
+    """
+
+    http_mounts: dict[str, Any] = field(default_factory=dict)
+    mail: Any | None = None
+
+
+@dataclass
 class Core:
     config: Config
     engine: Engine
@@ -39,6 +52,7 @@ class Core:
     lifecycle: Lifecycle
     intake: IntakeService
     desk: Desk
+    shared: Shared = field(default_factory=Shared)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -56,6 +70,7 @@ class ChannelContext:
     core_config: Config
     record_outbound: Callable[..., int] | None = None  # note a message the desk sent, so replies thread back
     desk: Desk | None = None  # the operators' queries and actions (web channel)
+    shared: Shared = field(default_factory=Shared)  # what channels offer one another (see Shared)
 
 
 class SchemaNotReady(RuntimeError):
@@ -119,4 +134,5 @@ def channel_context(core: Core, settings: Any) -> ChannelContext:
         core_config=core.config,
         record_outbound=core.intake.record_outbound,
         desk=core.desk,
+        shared=core.shared,
     )

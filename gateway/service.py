@@ -72,8 +72,10 @@ async def serve(core: Core, stop: asyncio.Event | None = None) -> None:
     started: list[ChannelService] = []
     workers = None
     try:
-        for name in enabled_channels(core.config):
-            service = load_channel(core, name)
+        # Load every channel before starting any: a channel may offer another something at load time (the
+        # voice channel's Twilio webhooks are served by the web channel).
+        loaded = [(name, load_channel(core, name)) for name in enabled_channels(core.config)]
+        for name, service in loaded:
             await service.start()
             started.append(service)
             log.info("channel %s started", name)

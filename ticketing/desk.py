@@ -12,6 +12,7 @@ tickets exist.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -245,6 +246,43 @@ class Desk:
             return PublicStatus(
                 self.number(t), t.status, t.level, t.created_at, last.at if last else t.updated_at, last.kind if last else "created"
             )
+
+    # -- by phone -----------------------------------------------------------------------------------------
+    def caller_name(self, caller_id: str | None) -> str | None:
+        """The directory's name for a caller id (the IVR asks "are you …?"), or None."""
+        wanted = normalise_phone(caller_id)
+        if not wanted or len(wanted) < 6:
+            return None
+        with self.sessions() as s:
+            for name, phone in s.execute(select(User.name, User.phone).where(User.phone.is_not(None))):
+                if normalise_phone(phone) == wanted:
+                    return name
+        return None
+
+    def pin(self, number: str) -> str | None:
+        with self.sessions() as s:
+            try:
+                return self._load(s, number).pin
+            except TicketNotFound:
+                return None
+
+    def phone_status(self, digits: str, caller_id: str | None, pin: str | None) -> tuple[str, int] | None:
+        """(status, level) of the ticket whose number a caller keyed as digits ("2026000123"), when the caller id
+        is a number it was reported with or `pin` is its PIN; None otherwise, whichever part was wrong."""
+        digits = "".join(ch for ch in digits or "" if ch.isdigit())
+        if len(digits) < 5:
+            return None
+        number = f"{self.prefix}-{digits[:4]}-{digits[4:]}"
+        with self.sessions() as s:
+            try:
+                t = self._load(s, number)
+            except TicketNotFound:
+                return None
+            if pin is not None:
+                ok = bool(t.pin) and secrets.compare_digest(t.pin, pin)
+            else:
+                ok = bool(caller_id) and self._reported_by(s, t, caller_id)
+            return (t.status, t.level) if ok else None
 
     def _reported_by(self, s: Session, t: Ticket, contact: str) -> bool:
         if "@" in contact:

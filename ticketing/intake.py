@@ -62,6 +62,7 @@ class IntakeResult:
     ticket_number: str
     message_id: int
     reopened: bool = False
+    pin: str | None = None  # the new ticket's status PIN (read back to callers); None unless created
 
 
 class DirectoryCache:
@@ -176,7 +177,8 @@ class IntakeService:
             return IntakeResult(Outcome.APPENDED, target.id, self.number(target), message_id, reopened)
 
         conn = session.connection()
-        ticket_id = conn.execute(INSERT_TICKET, self._new_ticket(contact, x, now)).scalar_one()
+        values = self._new_ticket(contact, x, now)
+        ticket_id = conn.execute(INSERT_TICKET, values).scalar_one()
         number = format_number(self.prefix, now, ticket_id)
         conn.execute(
             INSERT_FIELDS,
@@ -187,7 +189,7 @@ class IntakeService:
         if target is not None:
             data["follows"] = self.number(target)
         conn.execute(INSERT_EVENT, {"ticket_id": ticket_id, "at": now, "kind": "created", "actor": actor, "data": data})
-        return IntakeResult(Outcome.CREATED, ticket_id, number, message_id)
+        return IntakeResult(Outcome.CREATED, ticket_id, number, message_id, pin=values["pin"])
 
     # -- threading -----------------------------------------------------------------------------------------
     def _thread_target(self, session: Session, contact: Contact) -> Ticket | None:

@@ -48,6 +48,10 @@ TEXTS = {
 _NO_ACK_LOCALPARTS = ("noreply", "no-reply", "donotreply", "do-not-reply", "mailer-daemon", "postmaster", "bounce")
 
 
+class MailError(RuntimeError):
+    """Outgoing mail the relay did not take; the message says why, for the operator who sent it."""
+
+
 class RateLimit:
     """At most `limit` events per key within `window` seconds (a sliding window)."""
 
@@ -128,6 +132,43 @@ class AckSender:
             except queue.Full:
                 self.skipped["queue full"] += 1
                 log.warning("acknowledgement queue full: %s not acknowledged", h.result.ticket_number)
+
+    def acknowledge_contact(self, contact, result) -> None:
+        """Acknowledge a contact that came another way (the web form) when it gave an email address."""
+        from .process import Prepared
+
+        self.acknowledge([Handled(Prepared(contact), result)])
+
+    def send_reply(
+        self, *, ticket_id: int, ticket_number: str, to: str, subject: str, text: str, in_reply_to: str | None = None
+    ) -> str:
+        """Send an operator's reply now (blocking); returns its Message-ID. Raises `MailError` with a reason
+        a person can read when the relay refuses it or cannot be reached. The reply is recorded on the ticket,
+        so the user's answer threads back."""
+        s = self.settings
+        to = (to or "").strip()
+        if "@" not in to:
+            raise MailError(f"not an email address: {to!r}")
+        msg = EmailMessage()
+        msg["From"] = formataddr((s.sender_name, s.sender))
+        msg["To"] = to
+        tag = f"[{ticket_number}]"
+        msg["Subject"] = subject if tag in subject else f"{tag} {subject}".strip()
+        msg["Date"] = format_datetime(time_now())
+        msg["Message-ID"] = make_msgid(idstring=ticket_number, domain=s.sender.rsplit("@", 1)[-1])
+        if in_reply_to:
+            msg["In-Reply-To"] = in_reply_to
+            msg["References"] = in_reply_to
+        msg.set_content(text)
+        try:
+            with smtplib.SMTP(s.relay_host, s.relay_port, timeout=s.timeout_seconds) as smtp:
+                smtp.send_message(msg, from_addr=s.sender, to_addrs=[to])
+        except (OSError, smtplib.SMTPException) as e:
+            raise MailError(f"the mail relay {s.relay_host}:{s.relay_port} did not take the reply: {e}") from e
+        self.sent += 1
+        if self.record_outbound is not None:
+            self.record_outbound(ticket_id, "email", msg["Message-ID"], to=to, subject=str(msg["Subject"]), text=text)
+        return str(msg["Message-ID"])
 
     # -- the thread -------------------------------------------------------------------------------------------
     async def start(self) -> None:

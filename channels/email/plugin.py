@@ -42,6 +42,9 @@ def load(ctx) -> EmailChannel:
         from .ack import AckSender
 
         acks = AckSender(settings.ack, record_outbound=record_outbound, own_addresses=tuple(settings.addresses))
+        shared = getattr(ctx, "shared", None)
+        if shared is not None:  # other channels acknowledge and reply by email through it
+            shared.mail = acks
 
     def on_committed(handled: list[Handled]) -> None:
         if acks is not None:

@@ -28,12 +28,17 @@ class _Server(uvicorn.Server):
 class WebService:
     name = "web"
 
-    def __init__(self, app, host: str, port: int):
+    def __init__(self, app, host: str, port: int, mounts: dict | None = None):
         self.app, self.host, self.port = app, host, port
+        self.mounts = mounts if mounts is not None else {}  # other channels' ASGI apps, filled in at their load
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
+        for prefix, app in self.mounts.items():
+            if not any(getattr(r, "path", None) == prefix for r in self.app.routes):
+                self.app.mount(prefix, app)
+                log.info("web channel serves %s for another channel", prefix)
         config = uvicorn.Config(
             self.app, host=self.host, port=self.port, log_config=None, access_log=False,
             proxy_headers=False, server_header=False, lifespan="off", timeout_graceful_shutdown=10,
@@ -61,4 +66,5 @@ def load(ctx) -> WebService:
     desk = getattr(ctx, "desk", None)
     if desk is None:
         raise RuntimeError("the web channel needs the desk service in its context (ChannelContext.desk)")
-    return WebService(create_app(ctx, desk), ctx.settings.host, ctx.settings.port)
+    shared = getattr(ctx, "shared", None)
+    return WebService(create_app(ctx, desk), ctx.settings.host, ctx.settings.port, shared.http_mounts if shared else None)

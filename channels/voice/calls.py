@@ -1,0 +1,276 @@
+"""Calls: the IVR flow run for a voice transport, with what every call needs from the gateway.
+
+A transport (SIP through pjsua2, Twilio webhooks) opens a `CallSession` per call and feeds it the flow's
+events. The session answers the flow's requests to the gateway itself — `Submit` delivers the report as an
+intake record, `Lookup` reads a ticket's status by phone — so a transport only ever carries out media actions:
+`Play`, `Gather`, `Record`, `SayDigits`, `Transfer`, `Hangup`.
+
+Durability. Each call has a spool directory, `<spool>/<hash of the call id>/`, holding the recordings as the
+transport writes them (`recording_path(question)`) and the flow's state after every step (`state.pickle`).
+When the report is delivered, the directory goes. A process killed mid-call leaves it behind: `recover()`,
+run when the transport starts, repairs the recordings' WAV headers (a recorder killed mid-write never
+finalised them) and delivers what the caller said as an abandoned call. The call id is the contact's external
+id, so a call delivered twice (a retried webhook, a recovery after a late crash) still makes one ticket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ticketing.contact import BlobRef, Contact
+
+from .flow import (
+    Action,
+    CallStarted,
+    Event,
+    Flow,
+    FlowSettings,
+    Gather,
+    Hangup,
+    HungUp,
+    Lookup,
+    Play,
+    Record,
+    Recorded,
+    SayDigits,
+    StatusFound,
+    Submit,
+    TicketCreated,
+    Transfer,
+)
+from .report import report_to_contact
+
+log = logging.getLogger("channels.voice.calls")
+
+MEDIA_ACTIONS = (Play, Gather, Record, SayDigits, Transfer, Hangup)
+STATE_FILE = "state.pickle"
+
+
+@dataclass(frozen=True)
+class RecordingInfo:
+    blob: BlobRef | None
+    seconds: float
+    silent: bool
+    repaired: bool
+
+
+def inspect_recording(path: Path, blobs, silence_floor: float) -> RecordingInfo:
+    """Store a finished (or cut-off) recording in the blob store, repaired, and measure it."""
+    from .stt.audio import AudioError, load, repair_wav_header
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return RecordingInfo(None, 0.0, False, False)
+    if not data:
+        return RecordingInfo(None, 0.0, False, False)
+    data, repaired = repair_wav_header(data)
+    try:
+        audio = load(data, 8000, silence_floor=silence_floor)
+    except AudioError as e:
+        log.warning("recording %s cannot be read: %s", path, e)
+        return RecordingInfo(blobs.put(data), 0.0, True, repaired)
+    return RecordingInfo(blobs.put(data), audio.duration, audio.silent, repaired)
+
+
+class CallSession:
+    """One call: its flow, its spool directory. Called by one thread at a time (the transport's)."""
+
+    def __init__(self, calls: Calls, call_id: str, caller_id: str | None, flow: Flow, directory: Path):
+        self.calls, self.call_id, self.caller_id, self.flow, self.dir = calls, call_id, caller_id, flow, directory
+        self.ticket_number: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.flow.finished
+
+    @property
+    def language(self) -> str:
+        return self.flow.language
+
+    def recording_path(self, question: str) -> Path:
+        """Where the transport writes the answer to `question` (a retry overwrites the previous try)."""
+        return self.dir / f"answer-{question}.wav"
+
+    def recorded(self, question: str, path: Path | None = None) -> list[Action]:
+        """The transport finished recording `question` (to `recording_path(question)` unless `path` is given)."""
+        info = inspect_recording(path or self.recording_path(question), self.calls.blobs, self.calls.silence_floor)
+        return self.handle(Recorded(info.blob, info.seconds, info.silent))
+
+    def handle(self, event: Event) -> list[Action]:
+        """Feed one event; returns the media actions to carry out, in order."""
+        pending = list(self.flow.handle(event))
+        out: list[Action] = []
+        while pending:
+            action = pending.pop(0)
+            if isinstance(action, Submit):
+                pending[0:0] = self._submit(action)
+            elif isinstance(action, Lookup):
+                pending[0:0] = self.flow.handle(self.calls.lookup(action))
+            else:
+                out.append(action)
+        self._save()
+        return out
+
+    def hang_up(self) -> None:
+        """The call ended (either side): what the caller said is delivered, the spool goes."""
+        if not self.flow.finished:
+            self.handle(HungUp())
+        self.calls._forget(self)
+
+    # -- internals ----------------------------------------------------------------------------------------
+    def _submit(self, action: Submit) -> list[Action]:
+        number, pin = self.calls.submit(action.report)
+        self.ticket_number = number
+        return self.flow.handle(TicketCreated(number, pin))
+
+    def _save(self) -> None:
+        if self.flow.submitted and self.flow.finished:
+            return  # delivered: nothing left to recover
+        if not self.dir.exists():
+            return
+        tmp = self.dir / (STATE_FILE + ".tmp")
+        tmp.write_bytes(pickle.dumps({"call_id": self.call_id, "caller_id": self.caller_id, "flow": self.flow}))
+        os.replace(tmp, self.dir / STATE_FILE)
+
+
+class Calls:
+    """The calls of one transport: opens sessions, answers their requests, recovers what a crash left."""
+
+    def __init__(
+        self,
+        *,
+        deliver: Callable[[Contact], object],
+        desk,
+        blobs,
+        spool: Path,
+        flow_settings: FlowSettings | None = None,
+        silence_floor: float = -50.0,
+    ):
+        self.deliver, self.desk, self.blobs = deliver, desk, blobs
+        self.spool = Path(spool)
+        self.spool.mkdir(parents=True, exist_ok=True)
+        self.flow_settings = flow_settings or FlowSettings()
+        self.silence_floor = silence_floor
+        self._lock = threading.Lock()
+        self._open: dict[str, CallSession] = {}
+
+    def open(self, call_id: str, caller_id: str | None) -> tuple[CallSession, list[Action]]:
+        """A new call: its session and the first actions (the greeting). A call id already open is resumed."""
+        existing = self.get(call_id)
+        if existing is not None:
+            return existing, []
+        directory = self.spool / _dirname(call_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        session = CallSession(self, call_id, caller_id, Flow(self.flow_settings), directory)
+        with self._lock:
+            self._open[call_id] = session
+        known = self._caller_name(caller_id)
+        return session, session.handle(CallStarted(call_id, caller_id, known))
+
+    def get(self, call_id: str) -> CallSession | None:
+        """The open session of `call_id`, from memory or from its spool (after a restart), else None."""
+        with self._lock:
+            session = self._open.get(call_id)
+        if session is not None:
+            return session
+        state = self.spool / _dirname(call_id) / STATE_FILE
+        if not state.exists():
+            return None
+        saved = _load_state(state)
+        if saved is None or saved["call_id"] != call_id:
+            return None
+        session = CallSession(self, call_id, saved["caller_id"], saved["flow"], state.parent)
+        with self._lock:
+            self._open[call_id] = session
+        return session
+
+    def open_calls(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    # -- what the flow asks of the gateway --------------------------------------------------------------------
+    def submit(self, report) -> tuple[str, str]:
+        """Deliver a call's report; returns (ticket number, PIN)."""
+        result = self.deliver(report_to_contact(report))
+        pin = getattr(result, "pin", None) or self.desk.pin(result.ticket_number) or ""
+        log.info("call %s: ticket %s (%s)", report.call_id, result.ticket_number, result.outcome)
+        return result.ticket_number, pin
+
+    def lookup(self, action: Lookup) -> StatusFound:
+        found = self.desk.phone_status(action.digits, action.caller_id, action.pin)
+        return StatusFound(*found) if found else StatusFound(None)
+
+    def _caller_name(self, caller_id: str | None) -> str | None:
+        try:
+            return self.desk.caller_name(caller_id)
+        except Exception:  # noqa: BLE001 - the directory being unreachable must not fail the call
+            log.exception("caller id lookup failed")
+            return None
+
+    # -- crash recovery ---------------------------------------------------------------------------------------
+    def recover(self) -> int:
+        """Deliver the calls a previous process left in the spool (killed mid-call). Returns how many."""
+        delivered = 0
+        for directory in sorted(p for p in self.spool.iterdir() if p.is_dir()):
+            with self._lock:
+                if any(s.dir == directory for s in self._open.values()):
+                    continue
+            try:
+                if self._recover_one(directory):
+                    delivered += 1
+            except Exception:  # noqa: BLE001 - one broken spool must not stop the others; it stays for a person
+                log.exception("could not recover the call spooled in %s", directory)
+        return delivered
+
+    def _recover_one(self, directory: Path) -> bool:
+        saved = _load_state(directory / STATE_FILE)
+        if saved is None:
+            shutil.rmtree(directory, ignore_errors=True)  # killed before the first step: nothing was said
+            return False
+        flow: Flow = saved["flow"]
+        report = flow.report
+        if report is None or flow.submitted:
+            shutil.rmtree(directory, ignore_errors=True)
+            return False
+        for wav in sorted(directory.glob("answer-*.wav")):
+            question = wav.stem.removeprefix("answer-")
+            info = inspect_recording(wav, self.blobs, self.silence_floor)
+            if info.blob is not None and info.seconds >= 0.5:
+                report.recordings[question] = info.blob
+                if info.repaired:
+                    log.info("call %s: recording %s repaired from its data length", saved["call_id"], wav.name)
+        if not report.recordings:
+            shutil.rmtree(directory, ignore_errors=True)
+            return False
+        report.abandoned = True
+        number, _ = self.submit(report)
+        log.warning("call %s was cut off (process stopped): delivered as %s", saved["call_id"], number)
+        shutil.rmtree(directory, ignore_errors=True)
+        return True
+
+    def _forget(self, session: CallSession) -> None:
+        with self._lock:
+            self._open.pop(session.call_id, None)
+        if session.flow.submitted or not session.flow.report or not session.flow.report.said_anything:
+            shutil.rmtree(session.dir, ignore_errors=True)
+
+
+def _dirname(call_id: str) -> str:
+    return hashlib.sha256(call_id.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+
+
+def _load_state(path: Path) -> dict | None:
+    try:
+        saved = pickle.loads(path.read_bytes())
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) and "flow" in saved else None

@@ -1,0 +1,93 @@
+"""The voice channel's `load(ctx)`: the calls (IVR flows and their spool) and the transports that carry them.
+
+SIP (pjsua2) answers on `voice.sip.port` unless `voice.sip.enabled` is off; Twilio's webhooks are handed to
+the web channel (`ctx.shared.http_mounts`) under `/twilio/voice`. Both drive the same `Calls`, whose
+`recover()` delivers the calls a previous process was killed in the middle of. Nothing else happens here.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from .calls import Calls
+from .flow import FlowSettings
+from .settings import VoiceSettings
+
+log = logging.getLogger("channels.voice")
+
+TWILIO_PREFIX = "/twilio/voice"
+
+
+def flow_settings(settings: VoiceSettings) -> FlowSettings:
+    ivr = settings.ivr
+    return FlowSettings(
+        default_language=ivr.default_language,
+        languages=("it", "en"),  # the menu's order: 1 Italiano, 2 English
+        max_retries=ivr.max_retries,
+        gather_timeout=ivr.gather_timeout,
+        max_problem_seconds=ivr.max_problem_seconds,
+        operator=ivr.operator,
+    )
+
+
+def spool_dir(ctx, settings: VoiceSettings) -> Path:
+    return Path(settings.spool_dir) if settings.spool_dir else Path(ctx.core_config.storage.data_dir) / "calls"
+
+
+def make_calls(ctx, settings: VoiceSettings, spool: Path) -> Calls:
+    return Calls(
+        deliver=ctx.deliver,
+        desk=ctx.desk,
+        blobs=ctx.blobs,
+        spool=spool,
+        flow_settings=flow_settings(settings),
+        silence_floor=settings.stt.silence_floor_dbfs,
+    )
+
+
+class VoiceChannel:
+    name = "voice"
+
+    def __init__(self, calls_by_transport: list[Calls], services: list[Any]):
+        self.calls, self.services = calls_by_transport, services
+
+    async def start(self) -> None:
+        for calls in self.calls:
+            n = calls.recover()
+            if n:
+                log.warning("delivered %d call(s) cut off by the previous stop", n)
+        for s in self.services:
+            await s.start()
+
+    async def stop(self) -> None:
+        for s in reversed(self.services):
+            try:
+                await s.stop()
+            except Exception:  # noqa: BLE001 - stop the others all the same
+                log.exception("voice: %s did not stop cleanly", getattr(s, "name", s))
+
+
+def load(ctx) -> VoiceChannel:
+    settings: VoiceSettings = ctx.settings
+    spool = spool_dir(ctx, settings)
+    calls: list[Calls] = []
+    services: list[Any] = []
+    if settings.sip.enabled:
+        from .sip.service import SipService
+
+        sip = SipService(ctx, settings, spool / "sip")
+        calls.extend(sip.local_calls())
+        services.append(sip)
+    if settings.twilio.enabled:
+        from .twilio import TwilioWebhooks
+
+        twilio_calls = make_calls(ctx, settings, spool / "twilio")
+        webhooks = TwilioWebhooks(twilio_calls, settings.twilio, prompts_dir=settings.prompts_dir, blobs=ctx.blobs)
+        ctx.shared.http_mounts[TWILIO_PREFIX] = webhooks.app
+        calls.append(twilio_calls)
+        services.append(webhooks)
+        if not getattr(ctx.core_config.web, "enabled", False):
+            log.warning("voice.twilio is enabled but the web channel is not: nothing serves %s/", TWILIO_PREFIX)
+    return VoiceChannel(calls, services)
