@@ -254,8 +254,8 @@ class Desk:
         if not wanted or len(wanted) < 6:
             return None
         with self.sessions() as s:
-            for name, phone in s.execute(select(User.name, User.phone).where(User.phone.is_not(None))):
-                if normalise_phone(phone) == wanted:
+            for name, phones in s.execute(select(User.name, User.phones)):
+                if any(normalise_phone(p) == wanted for p in phones or ()):
                     return name
         return None
 

@@ -79,7 +79,7 @@ class User(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320), unique=True)
-    phones: Mapped[list] = mapped_column(default=list)  # normalised with contact.normalise_phone
+    phones: Mapped[list] = mapped_column(default=list)  # as written; compare through contact.normalise_phone
     department: Mapped[str | None] = mapped_column(String(200))
 
 

@@ -1,0 +1,142 @@
+"""The calls layer every voice transport uses: a whole call through the real core, by phone status, and a call
+cut off by a crash, recovered from its spool with its unfinished recording repaired."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from channels.voice.calls import Calls
+from channels.voice.flow import Digits, Gather, Hangup, Play, Record, SayDigits, Timeout
+from ticketing.models import StoredAttachment as Attachment, Ticket
+from ticketing.transcription import TranscriptionJob
+
+from .conftest import missing
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> bytes:
+    """Two seconds of real speech, 8 kHz mono 16-bit WAV (espeak-ng through ffmpeg)."""
+    if not (shutil.which("espeak-ng") and shutil.which("ffmpeg")):
+        missing("espeak-ng and ffmpeg (Debian packages) make the test speech")
+    d = tmp_path_factory.mktemp("speech")
+    subprocess.run(["espeak-ng", "-v", "it", "-w", str(d / "raw.wav"), "La stampante del terzo piano non stampa"], check=True)
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(d / "raw.wav"), "-ac", "1", "-ar", "8000", str(d / "s.wav")], check=True)
+    return (d / "s.wav").read_bytes()
+
+
+def make_calls(core, tmp_path) -> Calls:
+    return Calls(deliver=core.intake.submit, desk=core.desk, blobs=core.blobs, spool=tmp_path / "spool")
+
+
+def answer(session, question: str, audio: bytes):
+    session.recording_path(question).write_bytes(audio)
+    return session.recorded(question)
+
+
+def test_a_whole_report_call_makes_a_ticket_with_its_recordings_and_jobs(core, tmp_path, speech):
+    calls = make_calls(core, tmp_path)
+    session, actions = calls.open("call-abc@10.0.0.1", "+39 055 438 2101")  # Mario Rossi's office phone
+    assert isinstance(actions[0], Gather)
+    assert session.handle(Timeout()) == [Gather(("menu",), 1, 6.0)]  # no language key: Italian
+    confirm = session.handle(Digits("1"))
+    assert confirm[0].prompts[1].text == "Mario Rossi"  # the directory knew the caller id
+    assert session.handle(Digits("1")) == [Record("asset", ("say-asset",), 15)]
+    assert isinstance(answer(session, "asset", speech)[0], Record)
+    assert isinstance(answer(session, "anomaly", speech)[0], Gather)
+    end = session.handle(Digits("2"))  # the office is not blocked
+    assert isinstance(end[0], Play) and end[0].prompts == ("ticket-created",)
+    assert isinstance(end[1], SayDigits) and isinstance(end[-1], Hangup)
+    number = session.ticket_number
+    assert end[1].digits == "".join(ch for ch in number if ch.isdigit())
+    pin = end[3].digits
+    session.hang_up()
+    assert not session.dir.exists()  # delivered: nothing left to recover
+    view = core.desk.ticket(number)
+    assert view.field("reporter_name").value == "Mario Rossi"
+    with core.sessions() as s:
+        files = s.scalars(select(Attachment.filename).where(Attachment.kind == "recording")).all()
+        jobs = s.scalars(select(TranscriptionJob.question)).all()
+        assert s.scalar(select(Ticket.pin)) == pin
+    assert sorted(files) == ["answer-anomaly.wav", "answer-asset.wav"]
+    assert sorted(jobs) == ["anomaly", "asset"]
+
+    # Status by phone: from the reporter's phone at once, from another phone only with the PIN.
+    assert core.desk.phone_status(end[1].digits, "+390554382101", None) == ("new", 1)
+    assert core.desk.phone_status(end[1].digits, "+390000000000", None) is None
+    assert core.desk.phone_status(end[1].digits, "+390000000000", pin) == ("new", 1)
+    assert core.desk.phone_status(end[1].digits, None, "9999" if pin != "9999" else "0000") is None
+    assert core.desk.phone_status("2026999999", None, pin) is None
+
+
+def test_status_call_reads_the_status_to_the_reporter(core, tmp_path, speech):
+    calls = make_calls(core, tmp_path)
+    first, _ = calls.open("call-1", "+39 055 438 2144")
+    first.handle(Timeout())
+    first.handle(Digits("1"))
+    first.handle(Digits("1"))
+    answer(first, "asset", speech)
+    answer(first, "anomaly", speech)
+    digits = first.handle(Digits("1"))[1].digits
+    first.hang_up()
+
+    again, _ = calls.open("call-2", "+39 055 438 2144")
+    again.handle(Timeout())
+    assert again.handle(Digits("2")) == [Gather(("enter-ticket-number",), 12, 6.0)]
+    heard = again.handle(Digits(digits))
+    assert heard == [Play(("status-new", "level-1", "goodbye")), Hangup()]
+    again.hang_up()
+
+
+def test_a_call_cut_off_by_a_crash_is_delivered_at_the_next_start(core, tmp_path, speech):
+    calls = make_calls(core, tmp_path)
+    session, _ = calls.open("call-killed", "+39 333 000 1111")
+    session.handle(Timeout())
+    session.handle(Digits("1"))
+    answer(session, "name", speech)
+    # The process dies while the asset answer is being recorded: the recorder never finalised the header.
+    unfinished = bytearray(speech)
+    struct.pack_into("<I", unfinished, 4, 0)
+    data_at = bytes(unfinished).find(b"data")
+    struct.pack_into("<I", unfinished, data_at + 4, 0xFFFFFFFF)
+    session.recording_path("asset").write_bytes(bytes(unfinished[: len(unfinished) - 3001]))
+
+    after_restart = make_calls(core, tmp_path)
+    assert after_restart.recover() == 1
+    assert after_restart.recover() == 0  # once
+    with core.sessions() as s:
+        tickets = s.scalars(select(Ticket)).all()
+        names = sorted(s.scalars(select(Attachment.filename).where(Attachment.kind == "recording")).all())
+    assert len(tickets) == 1 and names == ["answer-asset.wav", "answer-name.wav"]
+    view = core.desk.ticket(core.desk.number(tickets[0]))
+    assert "hung up before the end" in view.messages[0].text
+    stored = [a for a in view.messages[0].attachments if a.filename == "answer-asset.wav"][0]
+    data = core.blobs.get(stored.sha256)
+    assert struct.unpack_from("<I", data, 4)[0] == len(data) - 8  # the header was repaired
+
+
+def test_a_webhook_retried_after_a_restart_resumes_the_same_call(core, tmp_path, speech):
+    calls = make_calls(core, tmp_path)
+    session, _ = calls.open("CA123", "+39 333 000 2222")
+    session.handle(Timeout())
+    restarted = make_calls(core, tmp_path)
+    resumed = restarted.get("CA123")
+    assert resumed is not None and resumed.flow.state == "menu"
+    again, first_actions = restarted.open("CA123", "+39 333 000 2222")
+    assert again is resumed and first_actions == []
+    assert restarted.get("unknown-call") is None
+
+
+def test_a_call_hung_up_before_saying_anything_leaves_nothing(core, tmp_path):
+    calls = make_calls(core, tmp_path)
+    session, _ = calls.open("call-silent", None)
+    session.hang_up()
+    assert not session.dir.exists()
+    assert make_calls(core, tmp_path).recover() == 0
+    with core.sessions() as s:
+        assert s.scalars(select(Ticket)).all() == []
