@@ -74,7 +74,13 @@ def load(ctx) -> VoiceChannel:
     spool = spool_dir(ctx, settings)
     calls: list[Calls] = []
     services: list[Any] = []
-    if settings.sip.enabled:
+    if settings.sip.enabled and settings.sip.workers > 1:
+        from .sipworkers import SipWorkers  # N processes behind Kamailio
+
+        sip = SipWorkers(ctx, settings, spool)
+        calls.extend(sip.local_calls())
+        services.append(sip)
+    elif settings.sip.enabled:
         from .sip.service import SipService
 
         sip = SipService(ctx, settings, spool / "sip")

@@ -1,0 +1,128 @@
+"""Kamailio in front of several call-handling workers: its configuration, rendered, and its process.
+
+`config/kamailio/kamailio.cfg` is a plain Kamailio 5.6 configuration with `${...}` placeholders (the public
+address and port, the dispatcher list, pike's limits); `render()` fills them in and writes the dispatcher list
+(RFC 3261 SIP URIs of the workers, one per line, set 1). `KamailioProcess` checks the rendered file with
+`kamailio -c`, runs Kamailio in the foreground (`-DD -E`, its log on stderr into our log) and stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import signal
+import string
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("channels.voice.kamailio")
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "config" / "kamailio" / "kamailio.cfg"
+MODULE_DIRS = ("/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/aarch64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    config: Path
+    dispatcher_list: Path
+
+
+def module_dir() -> str:
+    for d in MODULE_DIRS:
+        if Path(d, "dispatcher.so").exists():
+            return d
+    raise RuntimeError("Kamailio's modules are not installed (Debian package 'kamailio')")
+
+
+def render(
+    directory: Path,
+    *,
+    host: str,
+    port: int,
+    destinations: list[str],
+    pike_requests: int = 200,
+    pike_seconds: int = 2,
+    children: int = 4,
+    debug: int = 1,
+    template: Path = TEMPLATE,
+) -> Rendered:
+    """Write kamailio.cfg and dispatcher.list for `destinations` (sip:host:port) into `directory`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    dispatcher_list = directory / "dispatcher.list"
+    dispatcher_list.write_text("".join(f"1 {d}\n" for d in destinations), encoding="utf-8")
+    values = dict(
+        host=host, port=port, dispatcher_list=dispatcher_list, modules=module_dir(), pike_requests=pike_requests,
+        pike_seconds=pike_seconds, children=children, debug=debug,
+    )
+    text = string.Template(template.read_text(encoding="utf-8")).safe_substitute({k: str(v) for k, v in values.items()})
+    left = [name for name in values if "${" + name + "}" in text]
+    if left:
+        raise ValueError(f"{template}: placeholders not filled: {left}")
+    config = directory / "kamailio.cfg"
+    config.write_text(text, encoding="utf-8")
+    return Rendered(config, dispatcher_list)
+
+
+def binary(name: str = "kamailio") -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if not found:
+        raise RuntimeError("kamailio is not installed (Debian package 'kamailio')")
+    return found
+
+
+class KamailioProcess:
+    """Kamailio running a rendered configuration, in the foreground, stopped with SIGTERM."""
+
+    name = "voice-kamailio"
+
+    def __init__(self, rendered: Rendered, *, kamailio: str = "kamailio", run_dir: Path | None = None):
+        self.rendered, self.kamailio = rendered, kamailio
+        self.run_dir = Path(run_dir or rendered.config.parent)
+        self.proc: asyncio.subprocess.Process | None = None
+        self._log_task: asyncio.Task | None = None
+
+    def check(self) -> None:
+        """`kamailio -c`: the configuration parses and its modules load (raises with Kamailio's words)."""
+        out = subprocess.run([binary(self.kamailio), "-c", "-f", str(self.rendered.config)], capture_output=True, text=True)
+        if out.returncode != 0:
+            lines = [ln for ln in out.stderr.splitlines() if "ERROR" in ln or "error" in ln] or out.stderr.splitlines()[-3:]
+            raise RuntimeError(f"{self.rendered.config}: Kamailio refuses the configuration: {' / '.join(lines)[:800]}")
+
+    async def start(self) -> None:
+        self.check()
+        cmd = [binary(self.kamailio), "-DD", "-E", "-f", str(self.rendered.config), "-Y", str(self.run_dir),
+               "-P", str(self.run_dir / "kamailio.pid"), "-w", str(self.run_dir)]
+        self.proc = await asyncio.create_subprocess_exec(
+            *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, start_new_session=True
+        )
+        self._log_task = asyncio.create_task(self._relay_log(), name="kamailio-log")
+        await asyncio.sleep(0.3)
+        if self.proc.returncode is not None:
+            raise RuntimeError(f"kamailio exited at start with status {self.proc.returncode} (see the log above)")
+        log.info("kamailio %d answering for the workers (%s)", self.proc.pid, self.rendered.config)
+
+    async def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self._log_task is not None:
+            await asyncio.gather(self._log_task, return_exceptions=True)
+        self.proc = None
+
+    async def _relay_log(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            if not line:
+                continue
+            level = logging.ERROR if "ERROR" in line or "CRITICAL" in line else logging.WARNING if ("WARN" in line or "ALERT" in line) else logging.DEBUG
+            log.log(level, "%s", line)
