@@ -2,7 +2,7 @@
 FROM debian:bookworm-slim
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv ffmpeg espeak-ng ca-certificates curl \
+ && apt-get install -y --no-install-recommends python3 python3-venv ffmpeg espeak-ng kamailio ca-certificates curl \
  && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --system --create-home --home-dir /opt/helpdesk-gateway --uid 10001 helpdesk
@@ -13,6 +13,7 @@ COPY channels ./channels
 COPY ticketing ./ticketing
 COPY config ./config
 RUN python3 -m venv .venv && .venv/bin/pip install --no-cache-dir . \
+ && .venv/bin/helpdesk-gateway prompts build \
  && mkdir -p /var/lib/helpdesk-gateway && chown helpdesk: /var/lib/helpdesk-gateway
 
 ENV PATH=/opt/helpdesk-gateway/.venv/bin:$PATH \
@@ -26,4 +27,6 @@ VOLUME /var/lib/helpdesk-gateway
 EXPOSE 2525 8080 5060/udp 5060/tcp
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
   CMD helpdesk-gateway tickets list --limit 1 --json > /dev/null || exit 1
+# RTP for SIP calls: voice.sip.rtp_port and up (two ports per call)
+EXPOSE 40000-40100/udp
 CMD ["sh", "-c", "helpdesk-gateway db upgrade && exec helpdesk-gateway serve"]
