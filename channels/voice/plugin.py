@@ -90,7 +90,7 @@ def load(ctx) -> VoiceChannel:
         from .twilio import TwilioWebhooks
 
         twilio_calls = make_calls(ctx, settings, spool / "twilio")
-        webhooks = TwilioWebhooks(twilio_calls, settings.twilio, prompts_dir=settings.prompts_dir, blobs=ctx.blobs)
+        webhooks = TwilioWebhooks(twilio_calls, settings.twilio, prompts_dir=settings.prompts_dir)
         ctx.shared.http_mounts[TWILIO_PREFIX] = webhooks.app
         calls.append(twilio_calls)
         services.append(webhooks)
