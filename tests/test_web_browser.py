@@ -63,7 +63,7 @@ def test_report_in_italian_and_in_english_and_check_the_status(sqlite_core, web_
     page.fill("#contact", "giulia.bianchi@regione.example.it")
     page.get_by_role("button", name="Controlla").click()
     assert page.locator("#status-value").inner_text() == "Ricevuta, in attesa di presa in carico"
-    assert page.locator("#level-value").inner_text() == "I"
+    assert page.locator("#level-value").inner_text() == "I livello"
     page.fill("#number", number_it)
     page.fill("#contact", "john.smith@example.org")
     page.get_by_role("button", name="Controlla").click()
@@ -104,8 +104,8 @@ def test_operator_escalates_through_three_levels_and_resolves(sqlite_core, web_f
 
     page.click("#do-take")
     assert page.locator("#t-assignee").inner_text() == "anna.verdi"
-    assert page.locator("#t-status").inner_text() == "in_progress"
-    for reason, level in (("serve l'amministratore di sistema", "II"), ("problema sul server del database", "III")):
+    assert page.locator("#t-status").inner_text() == "In lavorazione"  # status and level in words, in the page's language
+    for reason, level in (("serve l'amministratore di sistema", "II livello"), ("problema sul server del database", "III livello")):
         page.fill("#escalate-text", reason)
         page.click("#do-escalate")
         assert page.locator("#t-level").inner_text() == level
@@ -116,9 +116,20 @@ def test_operator_escalates_through_three_levels_and_resolves(sqlite_core, web_f
     assert "needs a report" in page.locator("#action-error").inner_text()
     page.fill("#resolve-text", "Riavviato il servizio del database; mandati emessi.")
     page.click("#do-resolve")
-    assert page.locator("#t-status").inner_text() == "resolved"
+    assert page.locator("#t-status").inner_text() == "Risolto"
+    assert page.locator("#t-status").get_attribute("data-status") == "resolved"
     shot(page, "web-ticket.png")
     assert page.dialogs == []
+
+    # The same page and the queue in English.
+    page.goto(f"{web.url}/desk/tickets/{number}?lang=en")
+    assert page.locator("#t-status").inner_text() == "Resolved"
+    assert page.locator("#t-level").inner_text() == "Level III"
+    assert page.locator("ol.history li[data-kind=escalated] strong").first.inner_text() == "Escalated"
+    page.goto(f"{web.url}/desk/?status=all")
+    row = page.locator("table.queue tbody tr", has_text=number)
+    assert "Resolved" in row.inner_text() and "Level III" in row.inner_text() and "resolved" not in row.inner_text()
+    page.goto(f"{web.url}/desk/?lang=it")
 
     # The reporter sees it resolved at level III.
     page.goto(web.url + "/status")
@@ -126,7 +137,13 @@ def test_operator_escalates_through_three_levels_and_resolves(sqlite_core, web_f
     page.fill("#contact", "mario.rossi@regione.example.it")
     page.click("button.primary")
     assert page.locator("#status-value").inner_text() == "Risolta"
-    assert page.locator("#level-value").inner_text() == "III"
+    assert page.locator("#level-value").inner_text() == "III livello"
+    page.goto(web.url + "/status?lang=en")
+    page.fill("#number", number)
+    page.fill("#contact", "mario.rossi@regione.example.it")
+    page.click("button.primary")
+    assert page.locator("#status-value").inner_text() == "Resolved"
+    assert page.locator("#level-value").inner_text() == "Level III"
 
 
 def test_the_queue_updates_without_reload(sqlite_core, web_factory, page):

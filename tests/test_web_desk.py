@@ -222,3 +222,29 @@ def test_form_queue_actions_and_status_on_each_database(core, web_factory):
     assert status.status_code == 200 and "Risolta" in status.text
     t = w.desk.ticket(number)
     assert (t.status, t.level) == ("resolved", 2) and "\x00" not in t.messages[0].text
+
+
+def test_logging_out_ends_the_session_on_the_server(web):
+    with httpx.Client(base_url=web.url) as c:
+        desk_login(c)
+        copied = c.cookies["hd_session"]  # a copy of the cookie: another tab, or one that was stolen
+        queue = c.get("/desk/")
+        assert queue.status_code == 200
+        csrf = re.search(r'action="/desk/logout".*?name="csrf" value="([^"]+)"', queue.text, re.S).group(1)
+        assert c.post("/desk/logout", data={"csrf": csrf}).status_code == 303
+    with httpx.Client(base_url=web.url) as other:
+        r = other.get("/desk/", headers={"cookie": f"hd_session={copied}"})
+    assert r.status_code == 303 and r.headers["location"].startswith("/desk/login")
+
+
+def test_a_deactivated_operator_loses_their_sessions(web):
+    from ticketing.operators import Operator
+
+    with httpx.Client(base_url=web.url) as c:
+        desk_login(c)
+        assert c.get("/desk/").status_code == 200
+        with web.core.sessions() as s, s.begin():
+            s.scalars(select(Operator).where(Operator.username == OPERATOR)).one().active = False
+        r = c.get("/desk/")
+        assert r.status_code == 303 and r.headers["location"].startswith("/desk/login")
+        assert desk_login(c).status_code == 401  # and cannot log in again

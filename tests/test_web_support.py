@@ -29,6 +29,7 @@ class Web:
     desk: object
     ctx: object
     token: str
+    server: object = None  # channels.web.testing.ServerThread
 
 
 def build(core, **settings):
@@ -55,17 +56,20 @@ def web_factory():
     running = []
 
     def start(core, **settings) -> Web:
+        from channels.web.webhooks import WebhookDispatcher
+
         app, ctx, desk = build(core, **settings)
         if desk.accounts.get(OPERATOR) is None:
             desk.accounts.add(OPERATOR, "Anna Verdi", PASSWORD)
         token = desk.accounts.create_token(f"test-{len(running)}")
-        server = ServerThread(app).__enter__()
+        background = [WebhookDispatcher(desk, ctx.settings)] if ctx.settings.webhooks else []  # as plugin.load does
+        server = ServerThread(app, background=background).__enter__()
         running.append(server)
-        return Web(server.url, core, desk, ctx, token)
+        return Web(server.url, core, desk, ctx, token, server)
 
     yield start
     for server in running:
-        server.__exit__(None, None, None)
+        server.__exit__(None, None, None)  # a second stop (the test stopped it already) does nothing
 
 
 @pytest.fixture

@@ -8,24 +8,30 @@ that names no ticket raises `TicketNotFound`.
 The public status check (`status_lookup`) needs the ticket number *and* the email or phone it was reported
 with, and answers `None` for both a wrong number and a wrong contact, so it tells nothing about which
 tickets exist.
+
+For the web channel's outgoing work it also offers where an operator's reply by email goes (`reply_target`),
+the events in id order with a cursor per webhook URL under a lease (`events_after`, `webhook_claim`, ...), and
+server-side operator sessions, so that logging out or deactivating an operator ends them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from .contact import normalise_phone
 from .extraction import FIELD_NAMES
 from .lifecycle import LEVEL_NAMES, LEVELS, OPEN_STATUSES, STATUSES, TRANSITIONS, URGENCIES, Lifecycle, LifecycleError
-from .models import Asset, Event, Message, Ticket, TicketField, User
+from .models import Asset, Event, Message, Ticket, TicketField, User, WebhookCursor, utcnow
 from .numbering import format_number, parse_number
-from .operators import Accounts
+from .operators import Accounts, Operator, OperatorSession
 
 __all__ = ["Desk", "LifecycleError", "TicketNotFound", "QueueFilters", "Page"]
 
@@ -169,6 +175,30 @@ class UserView:
     name: str
     email: str | None
     department: str | None
+
+
+@dataclass(frozen=True)
+class ReplyTarget:
+    """Where an operator's reply by email goes; `to` is None when no address of the reporter is known."""
+
+    ticket_id: int
+    number: str
+    to: str | None
+    in_reply_to: str | None  # the Message-ID of the reporter's latest mail, so the reply threads in their client
+    subject: str | None  # the subject of the reporter's first mail
+    language: str | None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One event of a ticket's history with the ticket's header as it is now: what an outbound webhook sends."""
+
+    id: int
+    at: datetime
+    kind: str
+    actor: str
+    data: dict[str, Any]
+    ticket: TicketHeader
 
 
 @dataclass
@@ -369,7 +399,123 @@ class Desk:
                 change(t)  # raises LifecycleError before anything is written
             return self._view(t)
 
+    # -- replies by email -------------------------------------------------------------------------------------
+    def reply_target(self, number: str) -> ReplyTarget:
+        """The reporter's address (the ticket's reporter_email field, else the first inbound message's
+        sender), and the Message-ID of their latest mail that has one, to answer in the same thread."""
+        with self.sessions() as s:
+            t = self._load(s, number)
+            inbound = s.execute(
+                select(Message.sender_email, Message.rfc_message_id, Message.subject)
+                .where(Message.ticket_id == t.id, Message.direction == "in")
+                .order_by(Message.id)
+            ).all()
+            to = t.value("reporter_email") or next((m.sender_email for m in inbound if m.sender_email), None)
+            in_reply_to = next((m.rfc_message_id for m in reversed(inbound) if m.rfc_message_id), None)
+            subject = next((m.subject for m in inbound if m.subject), None)
+            return ReplyTarget(t.id, self.number(t), to, in_reply_to, subject, t.language)
+
+    # -- outbound webhooks -----------------------------------------------------------------------------------
+    def events_after(self, last_id: int, limit: int = 100) -> list[EventRecord]:
+        """The events with an id above `last_id`, in id order, each with its ticket's header as it is now."""
+        with self.sessions() as s:
+            rows = s.execute(
+                select(Event, Ticket).join(Ticket, Event.ticket_id == Ticket.id)
+                .where(Event.id > last_id).order_by(Event.id).limit(max(1, min(1000, limit)))
+            ).all()
+            return [EventRecord(e.id, e.at, e.kind, e.actor, dict(e.data or {}), self._header(t)) for e, t in rows]
+
+    def webhook_claim(self, url: str, owner: str, lease_seconds: float) -> int | None:
+        """Take or renew `owner`'s lease on the cursor of `url`: the id of the last event done for it, or None
+        while another process holds the lease. A URL met for the first time starts after the newest event
+        (a new webhook is not sent the whole history)."""
+        key, now = _digest(url), utcnow()
+        until = now + timedelta(seconds=lease_seconds)
+        with self.sessions() as s:
+            with s.begin():
+                taken = s.execute(
+                    update(WebhookCursor)
+                    .where(WebhookCursor.key == key, or_(WebhookCursor.lease_owner.is_(None), WebhookCursor.lease_owner == owner, WebhookCursor.lease_until < now))
+                    .values(lease_owner=owner, lease_until=until)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if taken:
+                    return s.scalar(select(WebhookCursor.last_event_id).where(WebhookCursor.key == key))
+                if s.scalar(select(WebhookCursor.key).where(WebhookCursor.key == key)) is not None:
+                    return None
+            try:
+                with s.begin():
+                    newest = s.scalar(select(func.max(Event.id))) or 0
+                    s.add(WebhookCursor(key=key, url=url, last_event_id=newest, lease_owner=owner, lease_until=until))
+            except IntegrityError:  # another process made the cursor first: it holds the lease
+                return None
+            return newest
+
+    def webhook_advance(self, url: str, owner: str, event_id: int, lease_seconds: float | None = None) -> bool:
+        """Events up to `event_id` are done for `url` (delivered, or not of a kind it wants), and the lease is
+        renewed when `lease_seconds` is given. False when `owner` no longer holds the lease (another process
+        took over: it must stop)."""
+        now = utcnow()
+        values = dict(last_event_id=event_id, failures=0, last_error=None, delivered_at=now)
+        if lease_seconds is not None:
+            values["lease_until"] = now + timedelta(seconds=lease_seconds)
+        with self.sessions() as s, s.begin():
+            return bool(s.execute(
+                update(WebhookCursor)
+                .where(WebhookCursor.key == _digest(url), WebhookCursor.lease_owner == owner, WebhookCursor.last_event_id <= event_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ).rowcount)
+
+    def webhook_failed(self, url: str, owner: str, error: str) -> None:
+        """Note a failed attempt at the next event, where an operator (or the API) can see it."""
+        with self.sessions() as s, s.begin():
+            s.execute(
+                update(WebhookCursor)
+                .where(WebhookCursor.key == _digest(url), WebhookCursor.lease_owner == owner)
+                .values(failures=WebhookCursor.failures + 1, last_error=error[:1000])
+                .execution_options(synchronize_session=False)
+            )
+
+    def webhook_release(self, url: str, owner: str) -> None:
+        """Give up the lease (on a clean stop), so that a restarted gateway resumes at once."""
+        with self.sessions() as s, s.begin():
+            s.execute(
+                update(WebhookCursor)
+                .where(WebhookCursor.key == _digest(url), WebhookCursor.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    # -- operator sessions -----------------------------------------------------------------------------------
+    def open_session(self, username: str, seconds: float) -> str:
+        """A new server-side session of a logged-in operator; returns the id the session cookie carries."""
+        sid, now = secrets.token_urlsafe(24), utcnow()
+        with self.sessions() as s, s.begin():
+            s.execute(delete(OperatorSession).where(OperatorSession.expires_at < now))  # forget expired ones as we go
+            s.add(OperatorSession(key=_digest(sid), username=username, created_at=now, expires_at=now + timedelta(seconds=seconds)))
+        return sid
+
+    def session_operator(self, sid: str | None) -> str | None:
+        """The username of an open, unexpired session of an operator who is still active; else None."""
+        if not sid or len(sid) > 100:
+            return None
+        with self.sessions() as s:
+            return s.scalar(
+                select(OperatorSession.username)
+                .join(Operator, Operator.username == OperatorSession.username)
+                .where(OperatorSession.key == _digest(sid), OperatorSession.expires_at > utcnow(), Operator.active.is_(True))
+            )
+
+    def close_session(self, sid: str | None) -> None:
+        if sid:
+            with self.sessions() as s, s.begin():
+                s.execute(delete(OperatorSession).where(OperatorSession.key == _digest(sid)))
+
     # -- helpers --------------------------------------------------------------------------------------------
+    def _header(self, t: Ticket) -> TicketHeader:
+        return TicketHeader(self.number(t), t.created_at, t.updated_at, t.channel, t.status, t.level, t.urgency, t.priority, t.assignee)
+
     def _load(self, s: Session, number: str, *, full: bool = False) -> Ticket:
         parsed = parse_number(number[:40], self.prefix)
         if parsed is None:
@@ -429,6 +575,10 @@ def _actions(t: Ticket) -> tuple[str, ...]:
 
 def _asset(a: Asset) -> AssetView:
     return AssetView(a.tag, a.name, a.kind, a.location, a.criticality)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _escape_like(text: str) -> str:

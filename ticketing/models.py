@@ -236,5 +236,23 @@ class Rejection(Base):
     __table_args__ = (UniqueConstraint("channel", "external_id", name="uq_rejections_channel_external_id"),)
 
 
+class WebhookCursor(Base):
+    """How far the events have been delivered to one webhook URL, and which process delivers them now.
+
+    Only the holder of an unexpired lease delivers to a URL, so gateways sharing a database do not each
+    send every event. `failures` and `last_error` say why the next event is not through yet."""
+
+    __tablename__ = "webhook_cursors"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the URL
+    url: Mapped[str] = mapped_column(Text)
+    last_event_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    delivered_at: Mapped[datetime | None]
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None]
+
+
 # Tables defined beside the service that owns them; imported here so that Base.metadata has every table.
 from . import operators, transcription  # noqa: E402,F401

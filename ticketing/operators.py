@@ -167,3 +167,14 @@ class Accounts:
         with self.sessions() as s:
             row = s.scalar(select(ApiToken).where(ApiToken.token_sha256 == _token_digest(token), ApiToken.revoked.is_(False)))
             return row.name if row else None
+
+
+class OperatorSession(Base):
+    """A login to the desk, kept server-side so that logging out or deactivating the operator ends it at once."""
+
+    __tablename__ = "operator_sessions"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the session id in the cookie
+    username: Mapped[str] = mapped_column(String(100), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -38,7 +39,7 @@ PROBLEM_SCHEMA = {
 
 
 def _problems(*codes: int) -> dict:
-    names = {400: "Bad request", 401: "Missing or wrong bearer token", 404: "No such ticket", 409: "The lifecycle rules refuse the action", 413: "Request too large", 422: "Invalid parameters", 429: "Rate limit exceeded"}
+    names = {400: "Bad request", 401: "Missing or wrong bearer token", 404: "No such ticket", 409: "The lifecycle rules refuse the action", 413: "Request too large", 422: "Invalid parameters", 429: "Rate limit exceeded", 502: "The mail relay did not take the message", 503: "The email channel is off"}
     return {c: {"description": names.get(c, "Error"), "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}} for c in codes}
 
 
@@ -181,6 +182,16 @@ class ActionIn(BaseModel):
     field: str | None = Field(None, max_length=40, description="for set_field: which field")
 
 
+class ReplyIn(BaseModel):
+    # At least one visible character: a text of spaces and control characters is empty once cleaned.
+    text: str = Field(min_length=1, max_length=8000, pattern=r"[^\s\x00-\x1f\x7f]", description="the text of the mail to the reporter")
+
+
+class ReplyOut(BaseModel):
+    message_id: str = Field(description="the Message-ID of the mail sent; the reply is now a message of the ticket")
+    to: str
+
+
 class ContactIn(BaseModel):
     """A report from an integration. The reporter's email or phone (at least one) is required."""
 
@@ -299,6 +310,24 @@ async def act(request: Request, number: str, body: ActionIn, who: str = Depends(
         raise ApiError(404, "Not Found", f"no ticket {number[:40]}") from None
     except LifecycleError as e:
         raise ApiError(409, "Conflict", str(e)) from None
+
+
+@router.post(
+    "/tickets/{number}/replies", response_model=ReplyOut, status_code=201,
+    responses={**_problems(404, 502, 503), 409: {"description": "No email address is known for the reporter", "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}},
+    summary="Reply to the reporter by email (through the email channel)",
+)
+async def reply(request: Request, number: str, body: ReplyIn):
+    from .replies import ReplyError, send_reply
+
+    w = web(request)
+    try:
+        message_id, to = await run_in_threadpool(send_reply, w.ctx, w.desk, number, clean(body.text))
+    except TicketNotFound:
+        raise ApiError(404, "Not Found", f"no ticket {number[:40]}") from None
+    except ReplyError as e:
+        raise ApiError(e.status, HTTPStatus(e.status).phrase, str(e)) from None
+    return JSONResponse({"message_id": message_id, "to": to}, status_code=201)
 
 
 @router.get("/assets", response_model=AssetList, summary="The asset inventory")

@@ -88,7 +88,6 @@ def make_templates() -> jinja2.Environment:
     )
     env.filters["when"] = _fmt_time
     env.filters["size"] = _size
-    env.globals["level_name"] = lambda n: {1: "I", 2: "II", 3: "III"}.get(n, str(n))
     return env
 
 

@@ -2,6 +2,9 @@
 
 Order: `?lang=` in the address (the visible switch link, remembered in a cookie), the cookie, then the
 browser's `Accept-Language` (RFC 9110 §12.5.4, with its q-values), then Italian.
+
+The ticket's coded values (status, level, urgency, channel, the kinds of its history) are shown through
+`Texts.status()`, `.level()`, `.urgency()`, `.channel()`, `.event()`; a value without a text shows as it is.
 """
 
 from __future__ import annotations
@@ -74,6 +77,65 @@ TEXTS: dict[str, dict[str, str]] = {
         "too_large": "La richiesta è troppo grande.",
         "error": "Si è verificato un errore. Riprova più tardi.",
         "not_found": "Pagina non trovata.",
+        # Coded values of a ticket, as the desk shows them.
+        "status_new": "Nuovo",
+        "status_in_progress": "In lavorazione",
+        "status_waiting": "In attesa",
+        "status_resolved": "Risolto",
+        "status_closed": "Chiuso",
+        "status_open": "Aperti (nuovi, in lavorazione, in attesa)",
+        "status_all": "Tutti",
+        "level_1": "I livello",
+        "level_2": "II livello",
+        "level_3": "III livello",
+        "urgency_low": "Bassa",
+        "urgency_normal": "Normale",
+        "urgency_high": "Alta",
+        "urgency_critical": "Critica",
+        "channel_email": "Email",
+        "channel_voice": "Telefono",
+        "channel_web": "Web",
+        "event_created": "Ricevuto",
+        "event_taken": "Preso in carico",
+        "event_escalated": "Passato al livello successivo",
+        "event_resolved": "Risolto",
+        "event_closed": "Chiuso",
+        "event_reopened": "Riaperto",
+        "event_status_changed": "Stato cambiato",
+        "event_field_changed": "Campo modificato",
+        "event_note": "Nota",
+        "event_message_added": "Nuovo messaggio",
+        "event_message_sent": "Messaggio inviato",
+        "event_delivery_problem": "Problema di consegna",
+        "event_transcribed": "Registrazione trascritta",
+        "event_transcription_failed": "Trascrizione non riuscita",
+        "all": "tutti",
+        # The desk's ticket page.
+        "t_status": "Stato",
+        "t_level": "Livello",
+        "t_urgency": "Urgenza",
+        "t_assignee": "Assegnato a",
+        "t_channel": "Canale",
+        "t_received": "Ricevuto",
+        "t_respond_by": "Risposta entro",
+        "t_resolve_by": "Risoluzione entro",
+        "escalate_to": "Passa al {level}",
+        "reply_title": "Rispondi all'utente per email",
+        "reply_to": "A",
+        "reply_no_address": "Nessun indirizzo email noto per chi ha fatto la segnalazione: non si può rispondere per email.",
+        "reply_mail_off": "Il canale email è spento: le risposte per email non si possono inviare.",
+        "reply_text": "Testo della risposta",
+        "reply_send": "Invia la risposta",
+        "reply_empty": "Scrivi il testo della risposta.",
+        "reply_subject": "Aggiornamento sulla sua segnalazione",
+        "done_take": "Ticket preso in carico.",
+        "done_escalate": "Ticket passato al livello successivo.",
+        "done_resolve": "Ticket risolto.",
+        "done_close": "Ticket chiuso.",
+        "done_reopen": "Ticket riaperto.",
+        "done_note": "Nota aggiunta.",
+        "done_field": "Campo modificato.",
+        "done_reply": "Risposta inviata per email.",
     },
     "en": {
         "site": "IT service desk",
@@ -138,6 +200,63 @@ TEXTS: dict[str, dict[str, str]] = {
         "too_large": "The request is too large.",
         "error": "Something went wrong. Please try again later.",
         "not_found": "Page not found.",
+        "status_new": "New",
+        "status_in_progress": "In progress",
+        "status_waiting": "Waiting",
+        "status_resolved": "Resolved",
+        "status_closed": "Closed",
+        "status_open": "Open (new, in progress, waiting)",
+        "status_all": "All",
+        "level_1": "Level I",
+        "level_2": "Level II",
+        "level_3": "Level III",
+        "urgency_low": "Low",
+        "urgency_normal": "Normal",
+        "urgency_high": "High",
+        "urgency_critical": "Critical",
+        "channel_email": "Email",
+        "channel_voice": "Phone",
+        "channel_web": "Web",
+        "event_created": "Received",
+        "event_taken": "Taken",
+        "event_escalated": "Escalated",
+        "event_resolved": "Resolved",
+        "event_closed": "Closed",
+        "event_reopened": "Reopened",
+        "event_status_changed": "Status changed",
+        "event_field_changed": "Field edited",
+        "event_note": "Note",
+        "event_message_added": "New message",
+        "event_message_sent": "Message sent",
+        "event_delivery_problem": "Delivery problem",
+        "event_transcribed": "Recording transcribed",
+        "event_transcription_failed": "Transcription failed",
+        "all": "all",
+        "t_status": "Status",
+        "t_level": "Level",
+        "t_urgency": "Urgency",
+        "t_assignee": "Assigned to",
+        "t_channel": "Channel",
+        "t_received": "Received",
+        "t_respond_by": "Respond by",
+        "t_resolve_by": "Resolve by",
+        "escalate_to": "Escalate to {level}",
+        "reply_title": "Reply to the user by email",
+        "reply_to": "To",
+        "reply_no_address": "No email address is known for the reporter: a reply by email cannot be sent.",
+        "reply_mail_off": "The email channel is off: replies by email cannot be sent.",
+        "reply_text": "Text of the reply",
+        "reply_send": "Send the reply",
+        "reply_empty": "Write the text of the reply.",
+        "reply_subject": "Update on your request",
+        "done_take": "Ticket taken.",
+        "done_escalate": "Ticket escalated to the next level.",
+        "done_resolve": "Ticket resolved.",
+        "done_close": "Ticket closed.",
+        "done_reopen": "Ticket reopened.",
+        "done_note": "Note added.",
+        "done_field": "Field edited.",
+        "done_reply": "Reply sent by email.",
     },
 }
 
@@ -171,3 +290,21 @@ class Texts:
     def __call__(self, key: str, **kw) -> str:
         text = self._texts.get(key) or TEXTS[DEFAULT].get(key) or key
         return text.format(**kw) if kw else text
+
+    def _coded(self, prefix: str, value) -> str:
+        return self._texts.get(f"{prefix}{value}") or ("—" if value is None else str(value))
+
+    def status(self, status: str) -> str:
+        return self._coded("status_", status)
+
+    def level(self, level: int) -> str:
+        return self._coded("level_", level)
+
+    def urgency(self, urgency: str) -> str:
+        return self._coded("urgency_", urgency)
+
+    def channel(self, channel: str) -> str:
+        return self._coded("channel_", channel)
+
+    def event(self, kind: str) -> str:
+        return self._coded("event_", kind)

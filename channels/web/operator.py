@@ -1,8 +1,10 @@
 """The operator desk under `/desk/`: login, the queue, the ticket page and its actions.
 
-Every page but the login needs a valid session cookie (otherwise a 303 to the login page); every POST
-needs the CSRF token. Actions go to the `Desk`, which applies them through the lifecycle rules: a refused
-action comes back as the ticket page with the rule's message and 409 Conflict (RFC 9110 §15.5.10).
+Every page but the login needs a valid session cookie naming a session the server still has (otherwise a
+303 to the login page); logging out ends the session on the server too. Every POST needs the CSRF token.
+Actions go to the `Desk`, which applies them through the lifecycle rules: a refused action comes back as
+the ticket page with the rule's message and 409 Conflict (RFC 9110 §15.5.10). "Reply by email" goes out
+through the email channel (`replies.py`); a reply that cannot go comes back with the reason.
 """
 
 from __future__ import annotations
@@ -17,19 +19,22 @@ from ticketing.desk import LifecycleError, QueueFilters, TicketNotFound
 from ticketing.extraction import FIELD_NAMES
 from ticketing.lifecycle import STATUSES
 
-from .app import LoginRequired, csrf_ok, finish, rate_limit, render, web
+from .app import LoginRequired, csrf_ok, finish, language, rate_limit, render, web
+from .i18n import Texts
 from .public import clean
+from .replies import ReplyError, send_reply
 from .security import SESSION_COOKIE
 
 router = APIRouter(prefix="/desk", include_in_schema=False)
 
-ACTIONS = ("take", "escalate", "resolve", "close", "reopen", "note", "field")
+ACTIONS = ("take", "escalate", "resolve", "close", "reopen", "note", "field", "reply")
 
 
 async def require_operator(request: Request) -> str:
     w = web(request)
-    username = w.signer.session_user(request.cookies.get(SESSION_COOKIE))
-    if username is None or await run_in_threadpool(w.desk.accounts.get, username) is None:
+    session_id = w.signer.session_id(request.cookies.get(SESSION_COOKIE))
+    username = await run_in_threadpool(w.desk.session_operator, session_id) if session_id else None
+    if username is None:
         raise LoginRequired()
     request.state.operator = username
     return username
@@ -66,8 +71,9 @@ async def login(request: Request):
         return render(request, "login.html", 401, next=target, error=error, username=username)
     response = RedirectResponse(target, status_code=303)
     seconds = w.settings.session_hours * 3600
+    session_id = await run_in_threadpool(w.desk.open_session, result.operator.username, seconds)
     response.set_cookie(
-        SESSION_COOKIE, w.signer.session_cookie(result.operator.username, seconds), max_age=int(seconds),
+        SESSION_COOKIE, w.signer.session_cookie(session_id, seconds), max_age=int(seconds),
         httponly=True, samesite="strict", secure=w.settings.cookie_secure, path="/desk",
     )
     return response
@@ -79,6 +85,10 @@ async def logout(request: Request):
     token = data.get("csrf")
     if not csrf_ok(request, token if isinstance(token, str) else None, "logout"):
         return render(request, "error.html", 403, message="CSRF")
+    w = web(request)
+    session_id = w.signer.session_id(request.cookies.get(SESSION_COOKIE))
+    if session_id:  # a copy of the cookie (another tab, a stolen one) stops working too
+        await run_in_threadpool(w.desk.close_session, session_id)
     response = RedirectResponse("/desk/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/desk")
     return response
@@ -122,12 +132,18 @@ async def poll(request: Request):
     return JSONResponse({"count": count, "newest": newest.isoformat() if newest else None}, headers={"cache-control": "no-store"})
 
 
-async def _ticket_page(request: Request, number: str, status: int = 200, error: str | None = None, done: str | None = None):
+async def _ticket_page(request: Request, number: str, status: int = 200, error: str | None = None, done: str | None = None, reply_text: str = ""):
+    w = web(request)
     try:
-        ticket = await run_in_threadpool(web(request).desk.ticket, number)
+        ticket = await run_in_threadpool(w.desk.ticket, number)
+        reply = await run_in_threadpool(w.desk.reply_target, number)
     except TicketNotFound:
         return render(request, "error.html", 404, message=f"Ticket {number}: non trovato / not found")
-    return render(request, "ticket.html", status, ticket=ticket, error=error, done=done, field_names=FIELD_NAMES)
+    mail_on = getattr(w.ctx.shared, "mail", None) is not None
+    return render(
+        request, "ticket.html", status, ticket=ticket, error=error, done=done, field_names=FIELD_NAMES,
+        reply=reply, mail_on=mail_on, reply_text=reply_text,
+    )
 
 
 @router.get("/tickets/{number}")
@@ -149,6 +165,17 @@ async def ticket_action(request: Request, number: str, action: str):
         return await _ticket_page(request, number, 404, error=f"unknown action {action!r}")
     text = clean(data.get("text"))[:8000]
     desk = w.desk
+    if action == "reply":
+        try:
+            await run_in_threadpool(send_reply, w.ctx, desk, number, text)
+        except TicketNotFound:
+            return render(request, "error.html", 404, message=f"Ticket {number}: non trovato / not found")
+        except ReplyError as e:
+            message = Texts(language(request))("reply_empty") if e.status == 422 else str(e)
+            return await _ticket_page(request, number, e.status, error=message, reply_text=text)
+        response = RedirectResponse(f"/desk/tickets/{number}?done=reply", status_code=303)
+        finish(request, response)
+        return response
     calls = {
         "take": lambda: desk.take(number, operator),
         "escalate": lambda: desk.escalate(number, operator, text),

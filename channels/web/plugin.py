@@ -2,7 +2,8 @@
 
 The server runs inside the gateway's event loop (no thread, no second process): `start()` returns once the
 socket listens, `stop()` lets requests in flight finish. The `Desk` (ticket reads and lifecycle actions)
-comes from the context, so the adapter never touches the database itself.
+comes from the context, so the adapter never touches the database itself. When `[[web.webhooks]]` are
+configured, the webhook dispatcher runs beside the server and stops after it.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ class _Server(uvicorn.Server):
 class WebService:
     name = "web"
 
-    def __init__(self, app, host: str, port: int, mounts: dict | None = None):
+    def __init__(self, app, host: str, port: int, mounts: dict | None = None, background: list | None = None):
         self.app, self.host, self.port = app, host, port
         self.mounts = mounts if mounts is not None else {}  # other channels' ASGI apps, filled in at their load
+        self.background = list(background or ())  # services with start()/stop() that run beside the server
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task | None = None
 
@@ -54,12 +56,23 @@ class WebService:
         if self.port == 0:
             self.port = server.servers[0].sockets[0].getsockname()[1]
         log.info("web channel listening on http://%s:%d/", self.host, self.port)
+        try:
+            for service in self.background:
+                await service.start()
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
             await self._task
             self._server = self._task = None
+        for service in reversed(self.background):
+            try:
+                await service.stop()
+            except Exception:  # noqa: BLE001 - the server is down already; say what did not stop
+                log.exception("web channel: %s did not stop cleanly", getattr(service, "name", service))
 
 
 def load(ctx) -> WebService:
@@ -67,4 +80,9 @@ def load(ctx) -> WebService:
     if desk is None:
         raise RuntimeError("the web channel needs the desk service in its context (ChannelContext.desk)")
     shared = getattr(ctx, "shared", None)
-    return WebService(create_app(ctx, desk), ctx.settings.host, ctx.settings.port, shared.http_mounts if shared else None)
+    background = []
+    if ctx.settings.webhooks:
+        from .webhooks import WebhookDispatcher
+
+        background.append(WebhookDispatcher(desk, ctx.settings))
+    return WebService(create_app(ctx, desk), ctx.settings.host, ctx.settings.port, shared.http_mounts if shared else None, background)

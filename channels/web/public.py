@@ -3,11 +3,14 @@
 The form carries a submission id made when it is rendered; it is the contact's `external_id`, so pressing
 "send" twice (or reloading the result page) makes one ticket and shows the same number. Attachments go to
 the blob store before the contact is delivered; the form post itself is kept as the contact's raw input.
+A new ticket reported with an email address is acknowledged by email, as a mail would be, through the email
+channel's sender (`ctx.shared.mail`) when that channel is on; the number is on screen either way.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 
@@ -23,6 +26,7 @@ from .app import csrf_ok, finish, language, rate_limit, render, web
 from .i18n import Texts
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger("channels.web")
 
 LIMITS = {"name": 200, "email": 320, "phone": 40, "asset": 200, "anomaly": 4000}
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
@@ -107,7 +111,22 @@ async def submit(request: Request):
     raw = await run_in_threadpool(w.ctx.blobs.put, json.dumps(raw_doc, ensure_ascii=False, sort_keys=True).encode())
     contact = _contact(values, sid, language(request), tuple(attachments), raw)
     result = await w.batcher.submit(contact)
-    return render(request, "thanks.html", number=result.ticket_number)
+    mailed = _acknowledge(w.ctx, contact, result)
+    return render(request, "thanks.html", number=result.ticket_number, email=contact.sender.email if mailed else None)
+
+
+def _acknowledge(ctx, contact: Contact, result) -> bool:
+    """Queue the acknowledgement by email of a new ticket (sent by the email channel's thread, so mail trouble
+    never slows or fails the form); False when there is none to send."""
+    mail = getattr(getattr(ctx, "shared", None), "mail", None)
+    if mail is None or not contact.sender.email or str(result.outcome) != "created":
+        return False
+    try:
+        mail.acknowledge_contact(contact, result)
+    except Exception:  # noqa: BLE001 - ours, and the ticket is safe: log it, the user has the number on screen
+        log.exception("acknowledgement of %s could not be queued", result.ticket_number)
+        return False
+    return True
 
 
 def _contact(values: dict, sid: str, lang: str, attachments, raw) -> Contact:

@@ -4,8 +4,10 @@
   POST whose token does not match its cookie is refused with 403 (the "double submit cookie" pattern of the
   OWASP CSRF cheat sheet, with the token bound to the cookie by HMAC so it cannot be planted). The public
   form's purpose is its submission id, so an id is only accepted when the server issued it.
-- Operator sessions: a cookie holding `username|expiry` signed with HMAC-SHA256 (HttpOnly, SameSite=Strict,
-  Secure unless configured off).
+- Operator sessions: a cookie holding `session id|expiry` signed with HMAC-SHA256 (HttpOnly, SameSite=Strict,
+  Secure unless configured off). The signature turns away forged cookies without a database read; the id
+  must also name an open session on the server (`Desk.session_operator`), so logging out, or deactivating the
+  operator, ends a session even though its cookie is still valid (OWASP Session Management cheat sheet).
 - Rate limits: a sliding one-minute window per (client address, bucket), answered with 429 (RFC 6585) and a
   Retry-After header.
 - The body size limit counts the bytes actually received, so a chunked upload cannot get around it (413).
@@ -46,17 +48,18 @@ class Signer:
         return bool(cookie) and self.check(token, "csrf", cookie or "", purpose)
 
     # -- operator sessions -----------------------------------------------------------------------------------
-    def session_cookie(self, username: str, seconds: float) -> str:
+    def session_cookie(self, session_id: str, seconds: float) -> str:
         expires = str(int(time.time() + seconds))
-        return f"{username}|{expires}|{self.mac('session', username, expires)}"
+        return f"{session_id}|{expires}|{self.mac('session', session_id, expires)}"
 
-    def session_user(self, cookie: str | None) -> str | None:
+    def session_id(self, cookie: str | None) -> str | None:
+        """The session id of a cookie we signed and that has not expired; the server must still know it."""
         if not cookie or cookie.count("|") != 2:
             return None
-        username, expires, mac = cookie.split("|")
-        if not expires.isdigit() or int(expires) < time.time() or not self.check(mac, "session", username, expires):
+        session_id, expires, mac = cookie.split("|")
+        if not expires.isdigit() or int(expires) < time.time() or not self.check(mac, "session", session_id, expires):
             return None
-        return username
+        return session_id
 
 
 def new_cookie_value() -> str:
