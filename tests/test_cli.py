@@ -111,14 +111,39 @@ def test_a_bad_configuration_stops_with_one_line(run):
     )
 
 
-def test_serve_takes_mail_and_web_contacts_on_its_defaults_and_stops_on_sigterm(run):
+def sip_options(port: int) -> str:
+    """Send a SIP OPTIONS (RFC 3261 §11) over UDP; the status line of the answer."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(10)
+        me = sock.getsockname()[1]
+        request = (
+            f"OPTIONS sip:helpdesk@127.0.0.1:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-cli-1;rport\r\n"
+            "Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=cli1\r\nTo: <sip:helpdesk@127.0.0.1>\r\n"
+            f"Call-ID: cli-options-1@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContact: <sip:probe@127.0.0.1:{me}>\r\n"
+            "Content-Length: 0\r\n\r\n"
+        )
+        sock.sendto(request.encode(), ("127.0.0.1", port))
+        return sock.recv(65535).decode(errors="replace").split("\r\n", 1)[0]
+
+
+def test_serve_takes_mail_web_and_sip_on_its_defaults_and_stops_on_sigterm(run):
     import smtplib
     import urllib.request
 
     from tests.conftest import free_port
 
-    smtp_port, web_port = free_port(), free_port()
-    env = dict(run.env, HELPDESK_GATEWAY__EMAIL__SMTP__PORT=str(smtp_port), HELPDESK_GATEWAY__WEB__PORT=str(web_port))
+    smtp_port, web_port, sip_port = free_port(), free_port(), free_port()
+    env = dict(
+        run.env,
+        HELPDESK_GATEWAY__EMAIL__SMTP__PORT=str(smtp_port),
+        HELPDESK_GATEWAY__WEB__PORT=str(web_port),
+        HELPDESK_GATEWAY__VOICE__SIP__PORT=str(sip_port),
+        HELPDESK_GATEWAY__VOICE__STT__WORKERS="0",  # no speech model loaded for this test
+    )
     proc = subprocess.Popen([str(EXE), "serve"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -138,6 +163,7 @@ def test_serve_takes_mail_and_web_contacts_on_its_defaults_and_stops_on_sigterm(
             )
         page = urllib.request.urlopen(f"http://127.0.0.1:{web_port}/", timeout=30).read().decode()
         assert "Segnala un problema" in page
+        assert sip_options(sip_port) == "SIP/2.0 200 OK"  # the voice channel answers SIP with no Kamailio
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         rest = proc.stderr.read()

@@ -140,3 +140,21 @@ def test_a_call_hung_up_before_saying_anything_leaves_nothing(core, tmp_path):
     assert make_calls(core, tmp_path).recover() == 0
     with core.sessions() as s:
         assert s.scalars(select(Ticket)).all() == []
+
+
+def test_a_report_the_database_refused_stays_in_the_spool_until_delivered(core, tmp_path, speech):
+    def down(contact):
+        raise RuntimeError("database is down")
+
+    calls = Calls(deliver=down, desk=core.desk, blobs=core.blobs, spool=tmp_path / "spool")
+    session, _ = calls.open("call-db-down", "+39 333 000 3333")
+    session.handle(Timeout())
+    session.handle(Digits("1"))
+    answer(session, "name", speech)
+    session.hang_up()
+    assert session.undelivered and session.dir.exists()  # nothing the caller said is lost
+
+    calls.deliver = core.intake.submit  # the database is back: the next round of recovery delivers it
+    assert calls.recover() == 1 and not session.dir.exists()
+    with core.sessions() as s:
+        assert len(s.scalars(select(Ticket)).all()) == 1

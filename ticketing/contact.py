@@ -88,6 +88,9 @@ class Contact:
     raw: BlobRef | None = None  # the stored raw input (the .eml, the form post, the call log)
     # Structured answers keyed by question: "name", "asset", "anomaly", "urgent" (form fields, IVR answers).
     answers: dict[str, Answer] = field(default_factory=dict)
+    # What the channel says about the contact, not the user's words ("phone call, 3 recorded answers"): shown
+    # to operators as the message's text when there is no text, never mined by extraction.
+    note: str | None = None
 
     def __post_init__(self) -> None:
         if not self.external_id or len(self.external_id) > 512:

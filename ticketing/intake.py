@@ -258,7 +258,7 @@ class IntakeService:
                 sender_email=s.email,
                 sender_phone=s.phone,
                 subject=contact.subject,
-                text=contact.text,
+                text=contact.text or contact.note or "",
                 language=contact.language,
                 raw_sha256=contact.raw.sha256 if contact.raw else None,
                 in_reply_to=contact.thread.in_reply_to,

@@ -21,6 +21,7 @@ import os
 import pickle
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -87,6 +88,7 @@ class CallSession:
     def __init__(self, calls: Calls, call_id: str, caller_id: str | None, flow: Flow, directory: Path):
         self.calls, self.call_id, self.caller_id, self.flow, self.dir = calls, call_id, caller_id, flow, directory
         self.ticket_number: str | None = None
+        self.undelivered = False  # the report could not be delivered: recover() will
 
     @property
     def finished(self) -> bool:
@@ -128,7 +130,13 @@ class CallSession:
 
     # -- internals ----------------------------------------------------------------------------------------
     def _submit(self, action: Submit) -> list[Action]:
-        number, pin = self.calls.submit(action.report)
+        try:
+            number, pin = self.calls.submit(action.report)
+        except Exception:  # noqa: BLE001 - ours (the database is down): the spool keeps the call for recover()
+            log.exception("call %s: the report could not be delivered; it stays in the spool for a later try", self.call_id)
+            self.flow.submitted, self.flow.finished = False, True
+            self.undelivered = True
+            return [Play(("goodbye",)), Hangup()]
         self.ticket_number = number
         return self.flow.handle(TicketCreated(number, pin))
 
@@ -154,12 +162,16 @@ class Calls:
         spool: Path,
         flow_settings: FlowSettings | None = None,
         silence_floor: float = -50.0,
+        recover_after: float = 0.0,
     ):
         self.deliver, self.desk, self.blobs = deliver, desk, blobs
         self.spool = Path(spool)
         self.spool.mkdir(parents=True, exist_ok=True)
         self.flow_settings = flow_settings or FlowSettings()
         self.silence_floor = silence_floor
+        # A spooled call not open in this process is recovered once its state is this many seconds old: 0 for SIP
+        # (a call lives in its process), longer for Twilio, whose calls go on across a restart of ours.
+        self.recover_after = recover_after
         self._lock = threading.Lock()
         self._open: dict[str, CallSession] = {}
 
@@ -168,11 +180,10 @@ class Calls:
         existing = self.get(call_id)
         if existing is not None:
             return existing, []
-        directory = self.spool / _dirname(call_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        session = CallSession(self, call_id, caller_id, Flow(self.flow_settings), directory)
-        with self._lock:
+        session = CallSession(self, call_id, caller_id, Flow(self.flow_settings), self.spool / _dirname(call_id))
+        with self._lock:  # open before its directory exists, so recover() never takes a starting call for a dead one
             self._open[call_id] = session
+        session.dir.mkdir(parents=True, exist_ok=True)
         known = self._caller_name(caller_id)
         return session, session.handle(CallStarted(call_id, caller_id, known))
 
@@ -232,6 +243,8 @@ class Calls:
         return delivered
 
     def _recover_one(self, directory: Path) -> bool:
+        if self.recover_after and time.time() - _last_change(directory) < self.recover_after:
+            return False
         saved = _load_state(directory / STATE_FILE)
         if saved is None:
             shutil.rmtree(directory, ignore_errors=True)  # killed before the first step: nothing was said
@@ -262,6 +275,13 @@ class Calls:
             self._open.pop(session.call_id, None)
         if session.flow.submitted or not session.flow.report or not session.flow.report.said_anything:
             shutil.rmtree(session.dir, ignore_errors=True)
+
+
+def _last_change(directory: Path) -> float:
+    try:
+        return max(p.stat().st_mtime for p in (directory, *directory.iterdir()))
+    except (OSError, ValueError):
+        return 0.0
 
 
 def _dirname(call_id: str) -> str:

@@ -7,6 +7,7 @@ the web channel (`ctx.shared.http_mounts`) under `/twilio/voice`. Both drive the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from .settings import VoiceSettings
 log = logging.getLogger("channels.voice")
 
 TWILIO_PREFIX = "/twilio/voice"
+TWILIO_RECOVER_AFTER = 1800.0  # a Twilio call idle this long in the spool has ended without its status callback
+RECOVER_EVERY = 60.0  # how often calls left undelivered (the database was down at hang-up) are tried again
 
 
 def flow_settings(settings: VoiceSettings) -> FlowSettings:
@@ -36,8 +39,9 @@ def spool_dir(ctx, settings: VoiceSettings) -> Path:
     return Path(settings.spool_dir) if settings.spool_dir else Path(ctx.core_config.storage.data_dir) / "calls"
 
 
-def make_calls(ctx, settings: VoiceSettings, spool: Path) -> Calls:
+def make_calls(ctx, settings: VoiceSettings, spool: Path, *, recover_after: float = 0.0) -> Calls:
     return Calls(
+        recover_after=recover_after,
         deliver=ctx.deliver,
         desk=ctx.desk,
         blobs=ctx.blobs,
@@ -60,8 +64,25 @@ class VoiceChannel:
                 log.warning("delivered %d call(s) cut off by the previous stop", n)
         for s in self.services:
             await s.start()
+        self._recovery = asyncio.create_task(self._recover_periodically(), name="voice-recovery")
+
+    async def _recover_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(RECOVER_EVERY)
+            for calls in self.calls:
+                try:
+                    n = await asyncio.to_thread(calls.recover)
+                    if n:
+                        log.warning("delivered %d call(s) left in the spool", n)
+                except Exception:  # noqa: BLE001 - try again at the next round
+                    log.exception("voice: recovering spooled calls failed")
 
     async def stop(self) -> None:
+        task, self._recovery = getattr(self, "_recovery", None), None
+        if task is not None and not task.get_loop().is_closed():  # (tests start and stop in different loops)
+            task.cancel()
+            if task.get_loop() is asyncio.get_running_loop():
+                await asyncio.gather(task, return_exceptions=True)
         for s in reversed(self.services):
             try:
                 await s.stop()
@@ -89,7 +110,7 @@ def load(ctx) -> VoiceChannel:
     if settings.twilio.enabled:
         from .twilio import TwilioWebhooks
 
-        twilio_calls = make_calls(ctx, settings, spool / "twilio")
+        twilio_calls = make_calls(ctx, settings, spool / "twilio", recover_after=TWILIO_RECOVER_AFTER)
         webhooks = TwilioWebhooks(twilio_calls, settings.twilio, prompts_dir=settings.prompts_dir)
         ctx.shared.http_mounts[TWILIO_PREFIX] = webhooks.app
         calls.append(twilio_calls)

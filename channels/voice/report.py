@@ -2,7 +2,8 @@
 
 The call id is the external id, so a transport that delivers the same call twice (a retried webhook, a
 restart) makes one ticket. Recordings travel as attachments of kind `recording`, already in the blob store;
-their transcripts fill the ticket's fields in later. What the caller keyed is certain and says so: a name
+their transcripts fill the ticket's fields in later. The contact has no text of its own (a note describes the
+call to operators), so extraction never mines the gateway's words for an asset or an anomaly. What the caller keyed is certain and says so: a name
 confirmed against the directory, the answer to "is the whole office blocked?".
 """
 
@@ -31,7 +32,8 @@ def report_to_contact(report: Report, received_at: datetime | None = None) -> Co
         received_at=received_at or datetime.now(timezone.utc),
         sender=Sender(name=report.confirmed_name, phone=report.caller_id),
         subject=None,
-        text=f"Phone call, {len(attachments)} recorded answer(s){note}.",
+        text="",  # the caller's words are in the recordings; their transcripts fill the fields in
+        note=f"Phone call, {len(attachments)} recorded answer(s){note}.",
         language=report.language,
         attachments=attachments,
         answers=answers,

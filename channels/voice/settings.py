@@ -95,7 +95,7 @@ class IvrSettings(Section):
 
 
 class VoiceSettings(Section):
-    enabled: bool = False  # TODO(issue 5): on by default once the SIP transport lands
+    enabled: bool = True
     prompts_dir: Path = Path("config/prompts")
     spool_dir: Path | None = Field(None, description="calls in progress (recordings, IVR state); default <data_dir>/calls")
     sip: SipSettings = Field(default_factory=SipSettings)
