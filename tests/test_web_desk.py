@@ -243,8 +243,11 @@ def test_a_deactivated_operator_loses_their_sessions(web):
     with httpx.Client(base_url=web.url) as c:
         desk_login(c)
         assert c.get("/desk/").status_code == 200
-        with web.core.sessions() as s, s.begin():
-            s.scalars(select(Operator).where(Operator.username == OPERATOR)).one().active = False
+        web.core.desk.accounts.set_active(OPERATOR, False)  # what `helpdesk-gateway operators deactivate` does
+        with web.core.sessions() as s:
+            assert not s.scalars(select(Operator).where(Operator.username == OPERATOR)).one().active
         r = c.get("/desk/")
         assert r.status_code == 303 and r.headers["location"].startswith("/desk/login")
         assert desk_login(c).status_code == 401  # and cannot log in again
+        web.core.desk.accounts.set_active(OPERATOR, True)
+        assert desk_login(c).status_code in (200, 303)  # reactivated: a fresh login, the old session stays ended

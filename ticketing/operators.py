@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Boolean, Integer, String, select
+from sqlalchemy import Boolean, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from .models import Base, BigId, utcnow
@@ -111,6 +111,18 @@ class Accounts:
                 raise AccountError(f"operator {username!r} already exists")
             s.add(Operator(username=username, name=name, password_hash=self.hasher.hash(password)))
         return OperatorInfo(username, name)
+
+    def set_active(self, username: str, active: bool) -> OperatorInfo:
+        """Deactivate (or reactivate) an operator; deactivating ends every session of theirs at once."""
+        username = username.strip().lower()
+        with self.sessions() as s, s.begin():
+            op = s.scalar(select(Operator).where(Operator.username == username))
+            if op is None:
+                raise AccountError(f"no operator {username!r}")
+            op.active = active
+            if not active:
+                s.execute(delete(OperatorSession).where(OperatorSession.username == username))
+            return OperatorInfo(op.username, op.name)
 
     def get(self, username: str) -> OperatorInfo | None:
         with self.sessions() as s:

@@ -54,3 +54,18 @@ def token(ctx: click.Context, name: str) -> None:
     except AccountError as e:
         raise click.ClickException(str(e)) from None
     click.echo(value)
+
+
+@operators.command("deactivate")
+@click.argument("username")
+@click.option("--reactivate", is_flag=True, help="let a deactivated operator log in again")
+@click.pass_context
+def deactivate(ctx: click.Context, username: str, reactivate: bool) -> None:
+    """Stop an operator from logging in; their open sessions end at once."""
+    from ticketing.operators import AccountError
+
+    try:
+        info = _accounts(ctx).set_active(username, reactivate)
+    except AccountError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"operator {info.username} {'reactivated' if reactivate else 'deactivated: their sessions are ended'}")
