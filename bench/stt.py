@@ -19,10 +19,19 @@ i.e. total edits / total reference words):
      with a thousands comma, as a number ("30" -> "thirty", "1,000" -> "one thousand"); four digits or more
      digit by digit, as extensions and PINs are read ("1234" -> "one two three four"); "#" -> "pound",
      "*" -> "star";
-  4. every other character that is not a letter, a digit or an apostrophe inside a word is removed;
-  5. a few compounds written in one word or two are written in one ("voice mail" -> "voicemail", "mail box",
+     ordinals written in digits become ordinal words ("60th" -> "sixtieth", "1st" -> "first"); decimals are
+     read with "point" and their decimals digit by digit ("28.8" -> "twenty eight point eight");
+  4. a full stop between two words (no space) is read "dot", as in an address ("www.asterisk.org" -> "www dot asterisk
+     dot org");
+  5. contractions are expanded, as Whisper's English normaliser does ("I'm" -> "i am", "that's" -> "that is",
+     "you're" -> "you are", "can't"/"cannot" -> "can not", "don't" -> "do not"; see CONTRACTIONS); a
+     possessive 's is left alone;
+  6. every other character that is not a letter, a digit or an apostrophe inside a word is removed;
+  7. a run of two or more single letters is written as one word, since an acronym is spelled in one
+     transcript and written in the other ("p b x" -> "pbx", "PBX" -> "pbx");
+  8. a few compounds written in one word or two are written in one ("voice mail" -> "voicemail", "mail box",
      "file name", "upper case", "lower case", "re record"; see COMPOUNDS);
-  6. whitespace collapsed.
+  9. whitespace collapsed.
 Real-time factor = processing seconds / audio seconds (normalisation included, model loading excluded).
 
 The machine has 2 cores shared with other work: say so next to any figure.
@@ -66,7 +75,25 @@ def number_words(n: int) -> str:
     return str(n)
 
 
+_ORDINAL = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth", "nine": "ninth", "twelve": "twelfth"}
+
+
+def ordinal_words(n: int) -> str:
+    """1 -> "first", 60 -> "sixtieth", 121 -> "one hundred twenty first"."""
+    *head, last = number_words(n).split()
+    last = _ORDINAL.get(last) or (last[:-1] + "ieth" if last.endswith("y") else last + "th")
+    return " ".join([*head, last])
+
+
 COMPOUNDS = ("voice mail", "mail box", "file name", "upper case", "lower case", "re record")
+# Applied in order, after lowercasing; the apostrophe may be typographic in a transcript.
+CONTRACTIONS = (
+    (r"\bwon't\b", "will not"), (r"\bcan't\b", "can not"), (r"\bcannot\b", "can not"), (r"\bshan't\b", "shall not"),
+    (r"\blet's\b", "let us"), (r"n't\b", " not"), (r"'re\b", " are"), (r"'m\b", " am"), (r"'ll\b", " will"),
+    (r"'ve\b", " have"), (r"'d\b", " would"),
+    # 's after a pronoun or a question word is "is"; after a noun it is a possessive and stays.
+    (r"\b(it|that|there|here|what|where|who|he|she|how)'s\b", r"\1 is"),
+)
 
 
 def _spell(m: re.Match) -> str:
@@ -79,14 +106,24 @@ def _spell(m: re.Match) -> str:
     return " " + number_words(int(digits)) + " "
 
 
+def _join_letters(m: re.Match) -> str:
+    return m.group(0).replace(" ", "")
+
+
 def normalise(text: str) -> str:
-    t = text.casefold()
+    t = text.casefold().replace("\u2019", "'")
     t = re.sub(r"[-/_]", " ", t)
     t = t.replace("#", " pound ").replace("*", " star ")
+    t = re.sub(r"\b(\d[\d,]*)(?:st|nd|rd|th)\b", lambda m: " " + ordinal_words(int(m.group(1).replace(",", ""))) + " ", t)
+    t = re.sub(r"(\d+)\.(\d+)", lambda m: f" {number_words(int(m.group(1)))} point {' '.join(ONES[int(d)] for d in m.group(2))} ", t)
     t = re.sub(r"\d[\d,]*", _spell, t)
+    t = re.sub(r"(?<=[^\W\d_]{2})\.(?=[^\W\d_]{2})", " dot ", t)
+    for pattern, expansion in CONTRACTIONS:
+        t = re.sub(pattern, expansion, t)
     t = re.sub(r"(?<!\w)'|'(?!\w)", " ", t)
     t = re.sub(r"[^\w' ]", " ", t)
     t = " ".join(t.split())
+    t = re.sub(r"\b[^\W\d_](?: [^\W\d_]\b)+", _join_letters, t)
     for c in COMPOUNDS:
         t = re.sub(rf"\b{c}\b", c.replace(" ", ""), t)
     return t
@@ -235,6 +272,7 @@ def cmd_latency(args) -> dict:
     from gateway.config import load_config
     from ticketing.contact import Attachment, Channel, Contact
     from ticketing.transcription import DONE, TranscriptionJob, enqueue_recordings
+    from sqlalchemy import select
 
     tmp = Path(tempfile.mkdtemp(prefix="stt-bench-"))
     config = load_config(None, environ={"HELPDESK_GATEWAY__STORAGE__DATA_DIR": str(tmp)})
@@ -266,9 +304,9 @@ def cmd_latency(args) -> dict:
                           attachments=(Attachment("answer-anomaly.wav", "audio/wav", blob, kind="recording"),))
         start = time.perf_counter()  # the recording has ended: the call hands it over now
         result = core.intake.submit(contact)
-        with core.sessions() as s, s.begin():
-            (job,) = enqueue_recordings(s, result.message_id)
-            job_id = job.id
+        with core.sessions() as s, s.begin():  # the intake enqueues the recording's job; older cores did not
+            job_ids = list(s.scalars(select(TranscriptionJob.id).where(TranscriptionJob.message_id == result.message_id)))
+            job_id = job_ids[0] if job_ids else enqueue_recordings(s, result.message_id)[0].id
         while True:
             with core.sessions() as s:
                 if s.get(TranscriptionJob, job_id).status == DONE:

