@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import shutil
 import socket
 import struct
@@ -201,8 +203,9 @@ class Caller:
         """A key as a SIP INFO with application/dtmf-relay."""
         self.infos.append((at, key))
 
-    def write(self, directory: Path, name: str = "caller") -> Path:
-        """The scenario and its pcap in `directory`; returns the scenario's path."""
+    def write(self, directory: Path, name: str = "caller", *, via_proxy: bool = False) -> Path:
+        """The scenario and its pcap in `directory`; returns the scenario's path. `via_proxy`: the gateway
+        answers behind a record-routing proxy (Kamailio), see `through_proxy()`."""
         directory.mkdir(parents=True, exist_ok=True)
         pcap = directory / f"{name}.pcap"
         self.stream.write_pcap(pcap)
@@ -221,8 +224,23 @@ class Caller:
         template = (SIPP_DIR / "caller.xml").read_text()
         xml = template.replace("<!-- @STEPS@ -->", "\n".join(steps)).replace("@CALLER@", self.caller_id).replace("@PCAP@", str(pcap))
         scenario = directory / f"{name}.xml"
-        scenario.write_text(xml)
+        scenario.write_text(through_proxy(xml) if via_proxy else xml)
         return scenario
+
+
+def through_proxy(xml: str) -> str:
+    """A caller scenario made to follow the dialog's route set (RFC 3261 §12.2.1.1), as a UA behind a
+    record-routing proxy must: the 200 OK's Record-Route and Contact are kept (sipp's `rrs`), and ACK, INFO
+    and BYE go to the callee's Contact ([next_url]) with the Route headers ([routes]), through the proxy."""
+    xml = xml.replace('<recv response="200" rtd="true"/>', '<recv response="200" rtd="true" rrs="true"/>')
+    out = []
+    for line in xml.splitlines():
+        m = re.match(r"^(\s*)(ACK|INFO|BYE) sip:helpdesk@\[remote_ip\]:\[remote_port\] SIP/2.0$", line)
+        if m:
+            out += [f"{m[1]}{m[2]} [next_url] SIP/2.0", f"{m[1]}[routes]"]
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
 
 
 INFO = """  <send>
@@ -304,13 +322,14 @@ def sipp_command(scenario: Path, port: int, *, transport: str = "u1", calls: int
 
 def run_sipp(scenario: Path, port: int, *, timeout: float = 180, cwd: Path | None = None, **kw) -> SippResult:
     cwd = cwd or scenario.parent
-    p = subprocess.run(sipp_command(scenario, port, **kw), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(sipp_command(scenario, port, **kw), cwd=cwd, capture_output=True, text=True, errors="replace",
+                       timeout=timeout)  # sipp's screen may hold bytes that are not UTF-8
     return SippResult(p.returncode, p.stdout[-3000:], p.stderr[-3000:], _errors(cwd, scenario))
 
 
 def start_sipp(scenario: Path, port: int, *, cwd: Path | None = None, **kw) -> subprocess.Popen:
     return subprocess.Popen(sipp_command(scenario, port, **kw), cwd=cwd or scenario.parent, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, errors="replace")
 
 
 def _errors(cwd: Path, scenario: Path) -> str:
@@ -340,6 +359,32 @@ def free_udp_pair() -> int:
         except OSError:
             continue
     raise RuntimeError("no free UDP port pair")
+
+
+def free_port_block(n: int) -> int:
+    """A port that is free, with the n - 1 after it, for UDP and TCP on loopback. Taken below the kernel's
+    ephemeral range, so no outgoing connection of another process grabs one before our listener binds it."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10000, max(10001, low - n))
+        held = []
+        try:
+            for port in range(base, base + n):
+                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    sock = socket.socket(socket.AF_INET, kind)
+                    held.append(sock)
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError(f"no {n} consecutive free ports")
 
 
 def have(*binaries: str) -> str | None:

@@ -124,5 +124,7 @@ class KamailioProcess:
             line = raw.decode(errors="replace").rstrip()
             if not line:
                 continue
-            level = logging.ERROR if "ERROR" in line or "CRITICAL" in line else logging.WARNING if ("WARN" in line or "ALERT" in line) else logging.DEBUG
+            level = (logging.ERROR if "ERROR" in line or "CRITICAL" in line
+                     else logging.WARNING if ("WARN" in line or "ALERT" in line)
+                     else logging.INFO if "NOTICE" in line else logging.DEBUG)
             log.log(level, "%s", line)

@@ -41,7 +41,9 @@ class KamailioSettings(Section):
 
     binary: str = "kamailio"
     extra_destinations: list[str] = Field(default_factory=list, description="sip:host:port of workers on other machines")
-    pike_requests: int = Field(60, ge=1, description="requests per pike_seconds from one address before it is blocked")
+    # pike counts every request from an address (ACK, INFO, BYE too): a PBX or trunk sends all its calls from one
+    # address, so the limit must hold its busiest second (about 10 requests per call set up) with room to spare.
+    pike_requests: int = Field(500, ge=1, description="requests per pike_seconds from one address before it is blocked")
     pike_seconds: int = Field(2, ge=1)
 
 

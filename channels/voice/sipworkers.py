@@ -59,7 +59,8 @@ class SipWorkers:
         self.config_file = self.run_dir / "gateway-config.json"
         fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold secrets
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(self.ctx.core_config.model_dump_json())
+            # The voice section the channel was given (`serve` passes config.voice; a test or an embedding may not).
+            f.write(self.ctx.core_config.model_copy(update={"voice": self.settings}).model_dump_json())
         await asyncio.gather(*(self._spawn(i) for i in range(self.sip.workers)))
         destinations = [f"sip:{self.sip.host}:{p}" for p in self.ports] + list(self.sip.kamailio.extra_destinations)
         rendered = render(
@@ -125,8 +126,13 @@ class SipWorkers:
 
 
 # -- the worker process ------------------------------------------------------------------------------------------
+RTP_PORTS_PER_WORKER = 200  # pjsua's media port range per endpoint is 4 * max_calls * 2 + 100 (sip/endpoint.py)
+
+
 def worker_settings(voice, index: int):
-    sip = voice.sip.model_copy(update={"port": worker_port(voice.sip.port, index), "workers": 1})
+    """Worker `index`'s voice settings: its own SIP port and, when RTP ports are fixed, its own RTP range."""
+    rtp = voice.sip.rtp_port + index * RTP_PORTS_PER_WORKER if voice.sip.rtp_port else 0
+    sip = voice.sip.model_copy(update={"port": worker_port(voice.sip.port, index), "workers": 1, "rtp_port": rtp})
     return voice.model_copy(update={"sip": sip})
 
 
