@@ -3,18 +3,24 @@
 A server process runs the gateway's web channel as `serve` runs it (uvicorn in one event loop, the app of
 `channels.web`, the core on a fresh SQLite database in WAL mode with `synchronous=FULL`, seeded with the
 sample inventory and directory). The load comes from `wrk` (Debian's, a C client: it leaves the CPU to the
-server) with `--concurrency` keep-alive connections for `--seconds`, or from an asyncio httpx client
-(`--client python`, which costs as much CPU as the server). Each request POSTs the multipart form as a
-browser does: the CSRF cookie, the form's submission id and its token (computed with the server's key, given
-to both through `secret_key_file`, so each sample is one POST and not a GET of the form plus a POST), the
-honeypot left empty, an empty file input. Every request is a distinct report (distinct submission ids). Rate
-limits are off for the run. After the run the database is counted: every 200 must be exactly one ticket
-(nothing lost, nothing duplicated).
+server) with `--concurrency` keep-alive connections for `--seconds`; without wrk, from the same number of
+keep-alive connections on plain asyncio sockets (`--client raw`, requests built before the clock starts: about
+50 µs of client CPU a request); or from an asyncio httpx client (`--client python`, which costs as much CPU as
+the server). Each request POSTs the multipart form as a browser does: the CSRF cookie, the form's submission
+id and its token (computed with the server's key, given to both through `secret_key_file`, so each sample is
+one POST and not a GET of the form plus a POST), the honeypot left empty, an empty file input. Every request
+is a distinct report (distinct submission ids). Rate limits are off for the run. After the run the database
+is counted: every 200 must be exactly one ticket (nothing lost, nothing duplicated).
 
-Figures: submissions/s over the run, and p50/p99 latency of one POST as the client measured it. The server
-and the client share the machine's cores. Traffic is loopback only.
+Figures: submissions/s over the run, p50/p99 latency of one POST as the client measured it, and `cpu ms`, the
+server processes' CPU time (user + system, all their threads) per submission: the figure that other work on a
+shared machine disturbs least. The server and the client share the machine's cores. Traffic is loopback
+only. `--processes N` runs N server processes on the same port (SO_REUSEPORT) and the same database, to see
+what more web processes would give.
 
-    .venv/bin/python bench/web.py                              # wrk, 32 connections, 10 s
+    .venv/bin/python bench/web.py                              # wrk (else raw), 32 connections, 10 s
+    .venv/bin/python bench/web.py --client raw
+    .venv/bin/python bench/web.py --processes 2
     .venv/bin/python bench/web.py --concurrency 64 --seconds 20
     .venv/bin/python bench/web.py --client python --n 2000
     .venv/bin/python bench/web.py --json
@@ -52,7 +58,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(workdir: str, port: int, key_file: str, ready) -> None:
+def serve(workdir: str, port: int, key_file: str, ready, reuse_port: bool = False) -> None:
     """The server process: build the core and run the web channel until terminated."""
     os.chdir(ROOT)
     import logging
@@ -70,7 +76,8 @@ def serve(workdir: str, port: int, key_file: str, ready) -> None:
     settings = WebSettings(enabled=True, port=port, secret_key_file=key_file, cookie_secure=False,
                            submit_per_minute=0, status_per_minute=0, login_per_minute=0, api_per_minute=0)
     desk = Desk(core.sessions, core.lifecycle, core.config.ticketing.number_prefix)
-    service = WebService(create_app(channel_context(core, settings), desk), "127.0.0.1", port)
+    service = WebService(create_app(channel_context(core, settings), desk), "127.0.0.1", port,
+                         **({"reuse_port": True} if reuse_port else {}))
 
     profile = os.environ.get("HD_BENCH_PROFILE")  # a file to write the server's cProfile stats to
     if profile:
@@ -207,6 +214,67 @@ def run_wrk(url: str, key: bytes, workdir: str, concurrency: int, seconds: float
             "truncated": stats["requests"] > max_bodies}
 
 
+async def raw_client(url: str, key: bytes, concurrency: int, seconds: float, max_bodies: int) -> dict:
+    """A wrk stand-in when Debian's wrk is not installed: keep-alive connections over plain asyncio sockets, the
+    requests built before the clock starts, so the client spends ~50 µs of CPU a request (httpx: ~2 ms)."""
+    from channels.web.security import Signer
+
+    signer, cookie = Signer(key), secrets.token_urlsafe(24)
+    host, port = url.removeprefix("http://").split(":")
+    requests = []
+    for i in range(max_bodies):
+        boundary, body = multipart(i, signer, cookie)
+        data = body.encode()
+        requests.append((f"POST / HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: hd_csrf={cookie}\r\n"
+                         f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data)
+    latencies: list[float] = []
+    statuses: dict = {}
+    counter = iter(range(max_bodies))
+    deadline = time.monotonic() + seconds
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            for i in counter:
+                if time.monotonic() > deadline:
+                    return
+                t0 = time.perf_counter()
+                writer.write(requests[i])
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - t0)
+                kind = 200 if head[9:12] == b"200" else "other"
+                statuses[kind] = statuses.get(kind, 0) + 1
+        finally:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    wall = time.perf_counter() - start
+    latencies.sort()
+    done = len(latencies)
+
+    def pct(p: float) -> float:
+        return latencies[min(done - 1, int(p * done))] * 1000 if done else float("nan")
+
+    return {"submissions": done, "seconds": round(wall, 2), "per_second": round(done / wall, 1) if wall else 0,
+            "p50_ms": round(pct(0.50), 1), "p99_ms": round(pct(0.99), 1), "statuses": statuses,
+            "truncated": done >= max_bodies}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def count_rows(workdir: str) -> tuple[int, int]:
     import sqlite3
 
@@ -216,13 +284,20 @@ def count_rows(workdir: str) -> tuple[int, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--client", choices=["wrk", "python"], default="wrk")
-    ap.add_argument("--seconds", type=float, default=10, help="wrk: length of the run")
+    ap.add_argument("--client", choices=["wrk", "raw", "python"], default=None,
+                    help="default: wrk when installed, else raw (plain asyncio sockets)")
+    ap.add_argument("--seconds", type=float, default=10, help="wrk and raw: length of the run")
     ap.add_argument("--n", type=int, default=3000, help="python client: submissions to time")
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--max-seconds", type=float, default=60, help="python client: time limit")
+    ap.add_argument("--processes", type=int, default=1,
+                    help="server processes on the same port (SO_REUSEPORT) and the same database")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.client is None:
+        import shutil
+
+        args.client = "wrk" if shutil.which("wrk") else "raw"
 
     workdir = tempfile.mkdtemp(prefix="hd-bench-web-")
     key_file = Path(workdir) / "web.key"
@@ -230,33 +305,50 @@ def main() -> None:
     key_file.write_bytes(key)
     port = free_port()
     ctx = mp.get_context("spawn")
-    ready = ctx.Event()
-    server = ctx.Process(target=serve, args=(workdir, port, str(key_file), ready), daemon=True)
+    servers = []
     load_before = os.getloadavg()
-    server.start()
     try:
-        if not ready.wait(60):
-            raise SystemExit("the web server did not start")
+        # One at a time: the first creates and seeds the database, the others open it.
+        for _ in range(args.processes):
+            ready = ctx.Event()
+            servers.append(ctx.Process(target=serve, args=(workdir, port, str(key_file), ready, args.processes > 1), daemon=True))
+            servers[-1].start()
+            if not ready.wait(60):
+                raise SystemExit("the web server did not start")
         url = f"http://127.0.0.1:{port}"
-        if args.client == "wrk":
+        if args.client in ("wrk", "raw"):
             import httpx
 
             for _ in range(3):  # warm up, untimed
                 httpx.get(url + "/")
+        cpu_before = sum(cpu_seconds(p.pid) for p in servers)
+        if args.client == "wrk":
             # Enough distinct bodies for 1500 submissions/s: no submission id is ever sent twice.
             result = run_wrk(url, key, workdir, args.concurrency, args.seconds, int(args.seconds * 1500) + 1000)
+        elif args.client == "raw":
+            try:
+                import uvloop
+
+                run = uvloop.run
+            except ImportError:
+                run = asyncio.run
+            result = run(raw_client(url, key, args.concurrency, args.seconds, int(args.seconds * 1500) + 1000))
         else:
             result = asyncio.run(client(url, key, args.n, args.concurrency, args.max_seconds))
+        server_cpu = sum(cpu_seconds(p.pid) for p in servers) - cpu_before
     finally:
-        server.terminate()
-        server.join(10)
+        for p in servers:
+            p.terminate()
+        for p in servers:
+            p.join(10)
     tickets, messages = count_rows(workdir)
     ok = result["statuses"].get(200, 0)
     # wrk stops its clock with requests in flight: the server still takes those in (at most one a connection).
     in_flight = args.concurrency if args.client == "wrk" else 0
     sound = ok <= tickets <= ok + in_flight and messages == tickets and result["statuses"].get("other", 0) == 0
     result.update(
-        client=args.client, concurrency=args.concurrency, database="sqlite (WAL, synchronous=FULL)", cpus=os.cpu_count(),
+        server_cpu_ms=round(server_cpu * 1000 / result["submissions"], 2) if result["submissions"] else None,
+        client=args.client, concurrency=args.concurrency, processes=args.processes, database="sqlite (WAL, synchronous=FULL)", cpus=os.cpu_count(),
         load_before=[round(x, 2) for x in load_before], load_after=[round(x, 2) for x in os.getloadavg()],
         tickets=tickets, messages=messages, check="ok" if sound else f"MISMATCH ({tickets} tickets, {messages} messages)",
     )
@@ -265,10 +357,10 @@ def main() -> None:
         return
     print(f"web form bench: {result['database']}, {result['cpus']} CPUs shared by server and client, "
           f"load {result['load_before']} -> {result['load_after']}")
-    print(f"client: {result['client']}")
-    print(f"{'concurrency':>11} {'submissions':>11} {'subm/s':>8} {'p50 ms':>7} {'p99 ms':>7}  statuses  check")
+    print(f"client: {result['client']}, server processes: {result['processes']}")
+    print(f"{'concurrency':>11} {'submissions':>11} {'subm/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms':>7}  statuses  check")
     print(f"{result['concurrency']:>11} {result['submissions']:>11} {result['per_second']:>8} {result['p50_ms']:>7} "
-          f"{result['p99_ms']:>7}  {result['statuses']}  {result['check']}{' (truncated)' if result['truncated'] else ''}")
+          f"{result['p99_ms']:>7} {result['server_cpu_ms']:>7}  {result['statuses']}  {result['check']}{' (truncated)' if result['truncated'] else ''}")
 
 
 if __name__ == "__main__":

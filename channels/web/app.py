@@ -85,6 +85,7 @@ def make_templates() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
+        auto_reload=False,  # the templates ship with the code: no stat() of the file on every page
     )
     env.filters["when"] = _fmt_time
     env.filters["size"] = _size

@@ -23,6 +23,7 @@ from starlette.formparsers import MultiPartException
 from ticketing.contact import Answer, Attachment, Channel, Contact, Sender
 
 from .app import csrf_ok, finish, language, rate_limit, render, web
+from .forms import read_form
 from .i18n import Texts
 
 router = APIRouter(include_in_schema=False)
@@ -72,9 +73,10 @@ async def submit(request: Request):
     w = web(request)
     s = w.settings
     rate_limit(request, "submit")
-    t = Texts(language(request))
+    lang = language(request)
+    t = Texts(lang)
     try:
-        data = await request.form(max_files=s.max_attachments + 10, max_fields=40, max_part_size=64 * 1024)
+        data = await read_form(request, max_files=s.max_attachments + 10, max_fields=40, max_part_size=64 * 1024)
     except MultiPartException as e:
         return render(request, "error.html", 400, message=str(e))
     sid = data.get("sid") if isinstance(data.get("sid"), str) else ""
@@ -83,9 +85,9 @@ async def submit(request: Request):
     values = {k: clean(data.get(k)) for k in LIMITS}
     if clean(data.get("website")):
         # The honeypot: a field people do not see. Kept as a rejection an operator can look at, never a ticket.
-        contact = _contact(values, sid, language(request), (), None)
+        contact = _contact(values, sid, lang, (), None)
         await run_in_threadpool(w.ctx.reject, contact, "honeypot field filled in: an automated submission", fault="sender")
-        return render(request, "thanks.html", number=None)
+        return render(request, "thanks.html", number=None, lang=lang)
 
     errors = _validate(values, t)
     files = [f for f in data.getlist("attachments") if isinstance(f, UploadFile) and f.filename]
@@ -107,12 +109,12 @@ async def submit(request: Request):
     for f, content in uploads:
         ref = await run_in_threadpool(w.ctx.blobs.put, content)
         attachments.append(Attachment(filename=f.filename[:255], content_type=_type_of(f), blob=ref))
-    raw_doc = {"form": values, "language": language(request), "attachments": [a.filename for a in attachments]}
+    raw_doc = {"form": values, "language": lang, "attachments": [a.filename for a in attachments]}
     raw = await run_in_threadpool(w.ctx.blobs.put, json.dumps(raw_doc, ensure_ascii=False, sort_keys=True).encode())
-    contact = _contact(values, sid, language(request), tuple(attachments), raw)
+    contact = _contact(values, sid, lang, tuple(attachments), raw)
     result = await w.batcher.submit(contact)
     mailed = _acknowledge(w.ctx, contact, result)
-    return render(request, "thanks.html", number=result.ticket_number, email=contact.sender.email if mailed else None)
+    return render(request, "thanks.html", number=result.ticket_number, email=contact.sender.email if mailed else None, lang=lang)
 
 
 def _acknowledge(ctx, contact: Contact, result) -> bool:
@@ -188,7 +190,7 @@ async def status_lookup(request: Request):
     w = web(request)
     rate_limit(request, "status")
     t = Texts(language(request))
-    data = await request.form(max_files=0, max_fields=10, max_part_size=4096)
+    data = await read_form(request, max_files=0, max_fields=10, max_part_size=4096)
     token = data.get("csrf")
     if not csrf_ok(request, token if isinstance(token, str) else None, "status"):
         return render(request, "error.html", 403, message=t("forbidden"))
