@@ -1,6 +1,8 @@
 """The IMAP fetcher against a real Dovecot (Debian `dovecot-imapd`, started here on a loopback port with a
 throwaway passwd-file and Maildir): fetch with BODY.PEEK and MOVE after commit, IDLE wake-up, a kill between
-commit and MOVE followed by a restart (one ticket), a UIDVALIDITY reset, and flag mode."""
+commit and MOVE followed by a restart (one ticket per message, with and without Message-ID), a UIDVALIDITY
+reset, two different messages sharing a Message-ID (two tickets) beside a mail delivered twice (one), and
+flag mode."""
 
 from __future__ import annotations
 
@@ -23,6 +25,12 @@ from ticketing.models import Message, Rejection, Ticket
 from tests.conftest import ROOT, missing, wait_for
 
 DATA = Path(__file__).parent / "data" / "email"
+# A different mail from a mailer that reuses Message-IDs: the same one as it_attachment.eml.
+SAME_ID_OTHER = (
+    b"From: Scanner piano 2 <scanner2@regione.example.it>\nTo: assistenza@example.org\nSubject: Scansione\n"
+    b"Date: Tue, 03 Mar 2026 09:15:00 +0100\nMessage-ID: <it-attach-1@regione.example.it>\n\n"
+    b"Lo scanner del secondo piano segnala un inceppamento.\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -127,23 +135,23 @@ KILLED = textwrap.dedent(
 
 
 def test_a_kill_between_commit_and_move_then_a_restart_gives_one_ticket(core, mailbox, tmp_path):
-    append(mailbox, (DATA / "it_attachment.eml").read_bytes(), (DATA / "no_message_id.eml").read_bytes())
+    append(mailbox, (DATA / "it_attachment.eml").read_bytes(), (DATA / "no_message_id.eml").read_bytes(), SAME_ID_OTHER)
     url = core.config.storage.database_url()
     child = subprocess.run(
         [sys.executable, "-c", KILLED, str(tmp_path / "child"), url, mailbox.model_dump_json()],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert child.returncode == 9, child.stderr[-2000:]
-    assert count(core, Ticket) == 2 and len(uids_in(mailbox, mailbox.folder)) == 2  # committed, not moved
+    assert count(core, Ticket) == 3 and len(uids_in(mailbox, mailbox.folder)) == 3  # committed, not moved
     f = fetcher(core, mailbox)  # the restart
     assert drain_once(f) == 0
-    assert count(core, Ticket) == 2 and count(core, Message) == 2
-    assert uids_in(mailbox, mailbox.folder) == {} and len(uids_in(mailbox, mailbox.processed_folder)) == 2
+    assert count(core, Ticket) == 3 and count(core, Message) == 3
+    assert uids_in(mailbox, mailbox.folder) == {} and len(uids_in(mailbox, mailbox.processed_folder)) == 3
     f.stop_thread()
 
 
 def test_a_uidvalidity_reset_reads_the_folder_again_without_duplicates(sqlite_core, mailbox):
-    old = [(DATA / n).read_bytes() for n in ("it_attachment.eml", "no_message_id.eml")]
+    old = [(DATA / n).read_bytes() for n in ("it_attachment.eml", "no_message_id.eml")] + [SAME_ID_OTHER]
     append(mailbox, *old)
     f = fetcher(sqlite_core, mailbox)
     drain_once(f)
@@ -155,8 +163,22 @@ def test_a_uidvalidity_reset_reads_the_folder_again_without_duplicates(sqlite_co
     append(mailbox, *old, (DATA / "html_only.eml").read_bytes())
     assert drain_once(f) == 0
     assert f.uidvalidity != first and f.validity_changes == 1
-    assert count(sqlite_core, Ticket) == 3 and count(sqlite_core, Message) == 3
+    assert count(sqlite_core, Ticket) == 4 and count(sqlite_core, Message) == 4
     assert uids_in(mailbox, mailbox.folder) == {}
+    f.stop_thread()
+
+
+def test_two_mails_sharing_a_message_id_are_two_tickets_and_a_mail_delivered_twice_is_one(sqlite_core, mailbox):
+    first = (DATA / "it_attachment.eml").read_bytes()
+    again = b"Delivered-To: assistenza@example.org\n" + first  # the same mail, delivered a second time
+    append(mailbox, first, SAME_ID_OTHER, again)
+    f = fetcher(sqlite_core, mailbox)
+    assert drain_once(f) == 0
+    with sqlite_core.sessions() as s:
+        subjects = sorted(s.scalars(select(Message.subject)).all())
+    assert subjects == ["Il programma dell'anagrafe non si apre - urgente perché bloccata", "Scansione"]
+    assert count(sqlite_core, Ticket) == 2
+    assert uids_in(mailbox, mailbox.folder) == {} and len(uids_in(mailbox, mailbox.processed_folder)) == 3
     f.stop_thread()
 
 

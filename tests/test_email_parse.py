@@ -32,7 +32,7 @@ def test_rfc2047_subject_rfc2231_filename_plain_text_preferred_and_attachments_s
     names = [a.filename for a in c.attachments]
     assert names == ["schermata d’errore.pdf", "immagine.png"]  # RFC 2231 and RFC 2047 names; inline image kept
     assert blobs.get(c.attachments[0].blob.sha256) == b"%PDF-1.4 fake"
-    assert c.external_id == c.thread.message_id == "<it-attach-1@regione.example.it>"
+    assert c.thread.message_id == "<it-attach-1@regione.example.it>" and c.external_id.startswith("<it-attach-1@regione.example.it>#")
 
 
 def test_html_only_becomes_readable_text_without_scripts_or_styles():
@@ -77,6 +77,14 @@ def test_a_mail_without_message_id_is_keyed_by_its_content():
     assert a.external_id.startswith("sha256:") and a.external_id == relayed.external_id
     other = parse_message(raw("no_message_id.eml").replace(b"sportello 3", b"sportello 4"))
     assert other.external_id != a.external_id
+
+
+def test_a_copy_keeps_its_key_and_another_mail_with_the_same_message_id_gets_its_own():
+    a = parse_message(raw("it_attachment.eml"))
+    copy = parse_message(b"Received: from relay by mx; Tue, 3 Mar 2026 10:00:05 +0100\r\nDelivered-To: desk@example.org\r\n" + raw("it_attachment.eml"))
+    other = parse_message(raw("it_attachment.eml").replace(b"non si apre", b"si chiude"))  # same Message-ID
+    assert copy.external_id == a.external_id
+    assert other.external_id != a.external_id and other.thread.message_id == a.thread.message_id
 
 
 @pytest.mark.parametrize(
@@ -157,7 +165,7 @@ def test_automatic_mail_is_recorded_not_ticketed_and_a_bounce_of_our_ack_is_note
     assert all(h.result is None and h.rejection_id for h in handled)
     assert _count(core, Ticket) == 1
     with core.sessions() as s:
-        rows = {r.external_id: r for r in s.scalars(select(Rejection))}
+        rows = {r.external_id.split("#")[0]: r for r in s.scalars(select(Rejection))}  # Message-ID#fingerprint
         assert rows["<bounce-ack-1@mx.example.net>"].reason.startswith("bounce: delivery status notification")
         assert rows["<bounce-ack-1@mx.example.net>"].ticket_id == t.ticket_id
         assert rows["<ooo-1@regione.example.it>"].fault == "sender"

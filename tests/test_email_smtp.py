@@ -1,7 +1,8 @@
 """The SMTP receiver spoken to over real SMTP (smtplib and swaks) on loopback, on SQLite and a real PostgreSQL:
-250 only with the intake committed, 451 while the database is unavailable then success on retry with no
-duplicate, 550 5.1.1 for a foreign recipient, 552 for oversize (SIZE at MAIL FROM and at the end of DATA),
-452 past the recipient limit, bounces recorded without a ticket, concurrent sessions batched."""
+250 only with the intake committed; 451 while the database is unavailable (PostgreSQL refusing connections,
+SQLite write-locked by another process), then success on retry with no duplicate; 550 5.1.1 for a foreign
+recipient, 552 for oversize (SIZE at MAIL FROM and at the end of DATA), 452 past the recipient limit,
+bounces recorded without a ticket, concurrent sessions batched. STARTTLS and AUTH: test_email_smtp_access.py."""
 
 from __future__ import annotations
 
@@ -172,6 +173,40 @@ def test_451_while_the_database_is_unreachable_then_250_on_retry_without_duplica
     finally:
         stop()
         core.close()
+
+
+def test_451_while_sqlite_is_locked_by_another_process_then_250_on_retry_without_duplicate(sqlite_core):
+    """SQLite's "unavailable": another connection holds the write lock (a backup, a long maintenance job)
+    longer than the busy timeout."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    core = sqlite_core
+
+    @event.listens_for(core.engine, "connect")
+    def _short_wait(dbapi_conn, _record):  # after the core's own pragmas: wait 0.3 s for the lock, not 30 s
+        dbapi_conn.execute("PRAGMA busy_timeout=300")
+
+    core.engine.dispose()
+    port, stop = start_gateway(core, parse_workers=0)
+    data = (DATA / "html_only.eml").read_bytes()
+    holder = sqlite3.connect(core.engine.url.database, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            code, text = send(port, data)
+            assert code == 451 and text.startswith(b"4.3.0"), (code, text)
+            assert send(port, data)[0] == 451  # the sending server retries while the lock is still held
+        finally:
+            holder.execute("ROLLBACK")
+        code, text = send(port, data)
+        assert code == 250 and b"HD-" in text, text
+        assert send(port, data)[0] == 250
+        assert count(core, Ticket) == 1 and count(core, Message) == 1
+    finally:
+        holder.close()
+        stop()
 
 
 def test_swaks_delivers_and_is_refused_for_a_foreign_recipient(core, gateway):

@@ -2,16 +2,22 @@
 
 Exactly once, with no state of our own to lose: a mailbox's folder holds the mail still to take in. Each
 round fetches by UID with `BODY.PEEK[]` (nothing is marked read), stores and parses the messages, commits
-them to the core in one `deliver_many` (keyed by Message-ID, or by the content hash when there is none), and
-only then MOVEs them to the processed folder (or, configured so, flags them `$HelpdeskDone`). A crash at any
-point before the MOVE leaves the mail where it was: the next round fetches it again and the core answers
-"duplicate", so it is moved without a second ticket.
+them to the core in one `deliver_many`, and only then MOVEs them to the processed folder (or, configured so,
+flags them `$HelpdeskDone`). A crash at any point before the MOVE leaves the mail where it was: the next
+round fetches it again and the core answers "duplicate", so it is moved without a second ticket.
 
-UIDVALIDITY (RFC 3501 §2.3.1.1) is checked at every SELECT: when it changes the folder was recreated and old
-UIDs mean nothing. No UID outlives the round that fetched it, so the folder is simply read again in full (the
-core's keys make that safe: what was taken in already comes back as a duplicate and is moved). IDLE is used when the server offers it, polling otherwise; a lost connection is reopened with
-exponential backoff; a message that cannot be committed is left in place and retried later without holding
-up the others.
+The key the core dedups on is the Message-ID with a fingerprint of the content, or the fingerprint alone
+when there is no Message-ID (`parse.intake_key`). It covers (mailbox, UIDVALIDITY, UID) without a table of
+its own: the bytes under one UID never change (RFC 3501 §2.3.1.1), so every re-fetch of a UID yields the
+same key, also without Message-ID; two different messages that share a Message-ID differ in the fingerprint
+and make two tickets; and one mail delivered twice into the folder (two UIDs, the same bytes) is one
+ticket, where a key on the UID alone would make two.
+
+UIDVALIDITY is checked at every SELECT: when it changes the folder was recreated and old UIDs mean nothing.
+No UID outlives the round that fetched it, so the folder is simply read again in full (the keys above make
+that safe: what was taken in already comes back as a duplicate and is moved). IDLE is used when the server
+offers it, polling otherwise; a lost connection is reopened with exponential backoff; a message that cannot
+be committed is left in place and retried later without holding up the others.
 """
 
 from __future__ import annotations
@@ -190,6 +196,10 @@ class ImapFetcher:
                 log.error("%s: commit failed: %s: %s", self.name, type(e).__name__, e)
                 handled = [None] * len(items)
             done = [uid for (uid, _), h in zip(items, handled) if h is not None]
+            if log.isEnabledFor(logging.DEBUG):
+                for (uid, p), h in zip(items, handled):
+                    what = "not committed" if h is None else h.ticket_number or f"rejection {h.rejection_id}"
+                    log.debug("%s: UIDVALIDITY %s UID %d %s: %s", self.name, self.uidvalidity, uid, p.contact.external_id, what)
             failures += len(items) - len(done)
             if self.on_committed is not None:
                 try:

@@ -8,8 +8,13 @@ message (`message/rfc822`) contributes its headers and text. Every other leaf pa
 `winmail.dat`, delivery reports) is an attachment, stored in the blob store unless it is over the size
 limit, in which case it is noted on the contact instead of kept.
 
-The contact's external id is the Message-ID; a mail without one is keyed by a hash of its sender, date,
-subject and body, so the same mail delivered twice (an SMTP retry, an IMAP re-fetch) is still one contact.
+The contact's external id, what the core dedups on (`intake_key`), is the Message-ID together with a
+fingerprint of the content: a hash of the sender, date, subject and body, the parts no relay or mail store
+rewrites. A copy of a mail (an SMTP retry after a lost 250, an IMAP re-fetch after a crash before the MOVE,
+the folder read again after a UIDVALIDITY change, the same mail delivered twice) has both the same, so it is
+one contact; two different mails that share a Message-ID (broken mailers: printers, scanners, monitoring
+tools) differ in the fingerprint, so the second is not taken for a copy of the first and lost. A mail
+without Message-ID is keyed by the fingerprint alone.
 """
 
 from __future__ import annotations
@@ -292,12 +297,20 @@ def _body_bytes(raw: bytes) -> bytes:
 
 
 def content_key(msg: Message, raw: bytes, sender: str | None) -> str:
-    """The external id of a mail without Message-ID: the hash of its sender, date, subject and body."""
+    """The fingerprint of a mail: the hash of its sender, date, subject and body (see `intake_key`)."""
     h = hashlib.sha256()
     for piece in (sender or "", header(msg, "Date") or "", header(msg, "Subject") or ""):
         h.update(piece.encode("utf-8", "replace") + b"\0")
     h.update(_body_bytes(raw))
     return "sha256:" + h.hexdigest()
+
+
+def intake_key(message_id: str | None, fingerprint: str) -> str:
+    """The external id of a mail: `<message-id>#<16 hex digits of the fingerprint>`, or the fingerprint."""
+    if message_id is None:
+        return fingerprint
+    key = f"{message_id}#{fingerprint.removeprefix('sha256:')[:16]}"
+    return key if len(key) <= 512 else "sha256:" + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
 
 
 def to_contact(
@@ -329,7 +342,7 @@ def to_contact(
     text = "\n\n".join(t for t in w.texts if t.strip())
     if w.notes:
         text = (text + "\n\n" if text else "") + "\n".join(f"[gateway: {n}]" for n in w.notes)
-    external_id = message_id or content_key(msg, raw, from_addr)
+    external_id = intake_key(message_id, content_key(msg, raw, from_addr))
     return Contact(
         channel=Channel.EMAIL,
         external_id=external_id,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -24,6 +25,28 @@ class SmtpSettings(Section):
     parse_workers: int = Field(2, ge=0, description="worker processes that parse mail off the event loop (0: threads)")
     max_batch: int = Field(64, ge=1, description="mails committed together, from concurrent sessions")
     timeout_seconds: float = Field(300, gt=0)
+    # STARTTLS (RFC 3207) and AUTH (RFC 4954) for the relays that use them; all off by default.
+    tls_cert: Path | None = Field(None, description="PEM certificate (with its chain) offered with STARTTLS; None: no STARTTLS")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert; None: it is in the tls_cert file")
+    require_tls: bool = Field(False, description="refuse MAIL until the client has issued STARTTLS (530)")
+    auth: Literal["off", "optional", "required"] = Field(
+        "off", description="AUTH PLAIN/LOGIN: optional offers it, required refuses MAIL without it (530 5.7.0)"
+    )
+    auth_users_file: Path | None = Field(None, description="'user:argon2-hash' lines: python -m channels.email.access USER")
+    auth_require_tls: bool = Field(True, description="offer AUTH only after STARTTLS, so that no password crosses in clear")
+
+    @model_validator(mode="after")
+    def _tls_and_auth(self) -> SmtpSettings:
+        if self.tls_key is not None and self.tls_cert is None:
+            raise ValueError("tls_key is set but tls_cert is not")
+        if self.require_tls and self.tls_cert is None:
+            raise ValueError("require_tls needs tls_cert (and tls_key): there is no STARTTLS without a certificate")
+        if self.auth != "off":
+            if self.auth_users_file is None:
+                raise ValueError(f"auth = {self.auth!r} needs auth_users_file")
+            if self.auth_require_tls and self.tls_cert is None:
+                raise ValueError("auth with auth_require_tls needs tls_cert: without STARTTLS no client could authenticate")
+        return self
 
 
 class ImapMailbox(Section):
