@@ -107,6 +107,18 @@ def serve(workdir: str, port: int, key_file: str, ready, reuse_port: bool = Fals
         asyncio.run(main())
 
 
+def summary(latencies: list[float], wall: float, statuses, *, truncated: bool) -> dict:
+    """Submissions per second and latency percentiles of one client run (latencies in seconds)."""
+    latencies = sorted(latencies)
+    done = len(latencies)
+
+    def pct(p: float) -> float:
+        return latencies[min(done - 1, int(p * done))] * 1000 if done else float("nan")
+
+    return {"submissions": done, "seconds": round(wall, 2), "per_second": round(done / wall, 1) if wall else 0,
+            "p50_ms": round(pct(0.50), 1), "p99_ms": round(pct(0.99), 1), "statuses": statuses, "truncated": truncated}
+
+
 async def client(url: str, key: bytes, n: int, concurrency: int, max_seconds: float) -> dict:
     import httpx
 
@@ -141,14 +153,7 @@ async def client(url: str, key: bytes, n: int, concurrency: int, max_seconds: fl
     start = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     wall = time.perf_counter() - start
-    latencies.sort()
-    done = len(latencies)
-
-    def pct(p: float) -> float:
-        return latencies[min(done - 1, int(p * done))] * 1000 if done else float("nan")
-
-    return {"submissions": done, "seconds": round(wall, 2), "per_second": round(done / wall, 1) if wall else 0,
-            "p50_ms": round(pct(0.50), 1), "p99_ms": round(pct(0.99), 1), "statuses": statuses, "truncated": done < n}
+    return summary(latencies, wall, statuses, truncated=len(latencies) < n)
 
 
 def multipart(i: int, signer, cookie: str) -> tuple[str, str]:
@@ -255,15 +260,7 @@ async def raw_client(url: str, key: bytes, concurrency: int, seconds: float, max
     start = time.perf_counter()
     await asyncio.gather(*(connection() for _ in range(concurrency)))
     wall = time.perf_counter() - start
-    latencies.sort()
-    done = len(latencies)
-
-    def pct(p: float) -> float:
-        return latencies[min(done - 1, int(p * done))] * 1000 if done else float("nan")
-
-    return {"submissions": done, "seconds": round(wall, 2), "per_second": round(done / wall, 1) if wall else 0,
-            "p50_ms": round(pct(0.50), 1), "p99_ms": round(pct(0.99), 1), "statuses": statuses,
-            "truncated": done >= max_bodies}
+    return summary(latencies, wall, statuses, truncated=len(latencies) >= max_bodies)
 
 
 def cpu_seconds(pid: int) -> float:

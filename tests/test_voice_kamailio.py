@@ -29,7 +29,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import ROOT, make_config, missing, wait_for
-from tests.voice_support import RATE, Caller, correlation, free_port_block, have, read_wav, sound_file, start_sipp
+from tests.voice_support import RATE, Caller, correlation, free_port_block, read_wav, require_sip_peers, sound_file, start_sipp
 
 PROMPTS = ROOT / "config" / "prompts"
 WORKERS = 3
@@ -58,16 +58,7 @@ class LoopThread:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     """The voice channel with 3 workers behind Kamailio, on a fixed port block, short IVR timeouts."""
-    if have("sipp"):
-        missing("sipp is not installed (Debian package sip-tester)")
-    if have("espeak-ng", "ffmpeg"):
-        missing("espeak-ng and ffmpeg are needed to build the IVR prompts")
-    if sound_file("tt-weasels") is None or sound_file("vm-intro") is None:
-        missing("Asterisk's English sound files are not installed (asterisk-core-sounds-en-wav)")
-    try:
-        import pjsua2  # noqa: F401
-    except ImportError:
-        missing("the pjsua2 wheel is not installed")
+    require_sip_peers("tt-weasels", "vm-intro")
     from channels.voice import kamailio
 
     try:

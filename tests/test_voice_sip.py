@@ -20,8 +20,8 @@ from sqlalchemy import select
 
 from tests.conftest import ROOT, make_config, missing, wait_for
 from tests.voice_support import (
-    RATE, SIPP_DIR, Baresip, Caller, corpora_dir, correlation, have, line_audio, read_wav, run_sipp, sound_file,
-    start_sipp, write_wav,
+    RATE, SIPP_DIR, Baresip, Caller, corpora_dir, correlation, have, line_audio, read_wav, require_sip_peers, run_sipp,
+    sound_file, start_sipp, write_wav,
 )
 
 PROMPTS = ROOT / "config" / "prompts"
@@ -32,16 +32,7 @@ ACK_TIMEOUT = 2
 @pytest.fixture(scope="module")
 def sip(tmp_path_factory):
     """A gateway core on SQLite and the SIP service on a free port, UDP and TCP."""
-    if have("sipp"):
-        missing("sipp is not installed (Debian package sip-tester)")
-    if have("espeak-ng", "ffmpeg"):
-        missing("espeak-ng and ffmpeg are needed to build the IVR prompts")
-    if sound_file("hello-world") is None:
-        missing("Asterisk's English sound files are not installed (asterisk-core-sounds-en-wav)")
-    try:
-        import pjsua2  # noqa: F401
-    except ImportError:
-        missing("the pjsua2 wheel is not installed")
+    require_sip_peers("hello-world")
     from channels.voice import prompts
     from channels.voice.settings import VoiceSettings
     from channels.voice.sip.service import SipService

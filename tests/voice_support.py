@@ -387,6 +387,23 @@ def free_port_block(n: int) -> int:
     raise RuntimeError(f"no {n} consecutive free ports")
 
 
+def require_sip_peers(*sounds: str) -> None:
+    """What every SIP test needs here: sipp, espeak-ng and ffmpeg (prompts), the Asterisk sound files it
+    sends, and the pjsua2 wheel. A missing one fails under CI=true and skips elsewhere."""
+    from tests.conftest import missing
+
+    if have("sipp"):
+        missing("sipp is not installed (Debian package sip-tester)")
+    if have("espeak-ng", "ffmpeg"):
+        missing("espeak-ng and ffmpeg are needed to build the IVR prompts")
+    if any(sound_file(name) is None for name in sounds):
+        missing("Asterisk's English sound files are not installed (asterisk-core-sounds-en-wav)")
+    try:
+        import pjsua2  # noqa: F401
+    except ImportError:
+        missing("the pjsua2 wheel is not installed")
+
+
 def have(*binaries: str) -> str | None:
     """The first of `binaries` that is not installed, else None."""
     for b in binaries:

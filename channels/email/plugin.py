@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from channels.services import start_all, stop_all
+
 from .process import Handled
 from .receiver import SmtpReceiver
 from .settings import EmailSettings
@@ -20,15 +22,10 @@ class EmailChannel:
         self.services = services
 
     async def start(self) -> None:
-        for s in self.services:
-            await s.start()
+        await start_all(self.services)
 
     async def stop(self) -> None:
-        for s in reversed(self.services):
-            try:
-                await s.stop()
-            except Exception:  # noqa: BLE001 - stop the others all the same
-                log.exception("email: %s did not stop cleanly", getattr(s, "name", s))
+        await stop_all(self.services, log, "email")
 
 
 def load(ctx) -> EmailChannel:

@@ -12,6 +12,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from channels.services import start_all, stop_all
+
 from .calls import Calls
 from .flow import FlowSettings
 from .settings import VoiceSettings
@@ -62,8 +64,7 @@ class VoiceChannel:
             n = calls.recover()
             if n:
                 log.warning("delivered %d call(s) cut off by the previous stop", n)
-        for s in self.services:
-            await s.start()
+        await start_all(self.services)
         self._recovery = asyncio.create_task(self._recover_periodically(), name="voice-recovery")
 
     async def _recover_periodically(self) -> None:
@@ -83,11 +84,7 @@ class VoiceChannel:
             task.cancel()
             if task.get_loop() is asyncio.get_running_loop():
                 await asyncio.gather(task, return_exceptions=True)
-        for s in reversed(self.services):
-            try:
-                await s.stop()
-            except Exception:  # noqa: BLE001 - stop the others all the same
-                log.exception("voice: %s did not stop cleanly", getattr(s, "name", s))
+        await stop_all(self.services, log, "voice")
 
 
 def load(ctx) -> VoiceChannel:

@@ -16,6 +16,8 @@ import socket
 
 import uvicorn
 
+from channels.services import start_all, stop_all
+
 from .app import create_app
 
 log = logging.getLogger("channels.web")
@@ -65,8 +67,7 @@ class WebService:
             self.port = server.servers[0].sockets[0].getsockname()[1]
         log.info("web channel listening on http://%s:%d/", self.host, self.port)
         try:
-            for service in self.background:
-                await service.start()
+            await start_all(self.background)
         except BaseException:
             await self.stop()
             raise
@@ -94,11 +95,7 @@ class WebService:
             self._server.should_exit = True
             await self._task
             self._server = self._task = None
-        for service in reversed(self.background):
-            try:
-                await service.stop()
-            except Exception:  # noqa: BLE001 - the server is down already; say what did not stop
-                log.exception("web channel: %s did not stop cleanly", getattr(service, "name", service))
+        await stop_all(self.background, log, "web channel")
         gc.unfreeze()  # a process that starts the channel again (tests) must not keep this one's objects forever
 
 
