@@ -1,0 +1,23 @@
+"""Calls understood: what the one extraction pipeline and the caller's confirmation need (issue 10).
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+from alembic import op  # noqa: F401
+import sqlalchemy as sa  # noqa: F401
+import ticketing.models  # noqa: F401
+
+
+revision = '0008'
+down_revision = '0007'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
