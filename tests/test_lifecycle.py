@@ -132,3 +132,15 @@ def test_stored_sla_comes_from_urgency(core):
 )
 def test_priority_combines_urgency_and_asset_criticality(urgency, criticality, priority):
     assert priority_for(urgency, criticality) == priority
+
+
+def test_an_urgency_edit_recomputes_priority_and_due_times(core):
+    lc = core.lifecycle
+    tid = new_ticket(core)
+    t = load(core, tid)
+    before = t.priority
+    assert t.urgency == "normal" and before > 2
+    act(core, tid, lambda t: lc.set_field(t, "urgency", "critical", "op.rossi"))
+    t = load(core, tid)
+    assert t.urgency == "critical" and t.priority == before - 2
+    assert (t.respond_by - t.created_at, t.resolve_by - t.created_at) == (timedelta(minutes=15), timedelta(hours=4))

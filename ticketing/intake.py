@@ -1,6 +1,7 @@
 """The intake service: the one entry point every channel calls with a `Contact`.
 
-`submit(contact)` answers with what happened — a ticket was created, the contact was appended to an existing
+`deliver(contact)` (the channels' port, `ticketing.ports.IntakePort`; `submit` in the caller's own thread) answers
+with what happened — a ticket was created, the contact was appended to an existing
 ticket, or it was a duplicate of one already taken in — and it is idempotent: the same `(channel,
 external_id)` twice makes one message on one ticket, also when two processes race, because the unique
 constraint on `messages` decides, not a read-then-write. When `submit` returns, the contact is committed.
@@ -18,16 +19,18 @@ import threading
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from concurrent.futures import Future
 from typing import Iterable
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from .committer import GroupCommitter
 from .contact import Attachment, Contact
 from .directory import Directory, load_directory
 from .extraction import DEFAULT_PIPELINE, Extraction, extract
-from .lifecycle import Lifecycle, priority_for
+from .lifecycle import Lifecycle
 from .models import Event, Message, Rejection, StoredAttachment, Ticket, TicketField, utcnow
 from .numbering import find_numbers, format_number, parse_number
 
@@ -96,12 +99,14 @@ class IntakeService:
         lifecycle: Lifecycle | None = None,
         number_prefix: str = "HD",
         pipeline: tuple[str, ...] = DEFAULT_PIPELINE,
+        max_batch: int = 64,
     ):
         self.sessions = sessions
         self.directory = directory or DirectoryCache(sessions)
         self.lifecycle = lifecycle or Lifecycle()
         self.prefix = number_prefix
         self.pipeline = pipeline
+        self.committer = GroupCommitter(self._commit_items, max_batch=max_batch)
 
     # -- the entry point -----------------------------------------------------------------------------------
     def submit(self, contact: Contact) -> IntakeResult:
@@ -109,18 +114,42 @@ class IntakeService:
         return self.submit_many([contact])[0]
 
     def submit_many(self, contacts: Iterable[Contact]) -> list[IntakeResult]:
-        """Take several contacts in with one commit (an SMTP receiver batching concurrent sessions).
+        """Take several contacts in with one commit, in the caller's thread.
 
         Each contact gets its own savepoint, so a duplicate racing in from another process costs only that
         contact's work, not the batch's.
         """
-        contacts = list(contacts)
-        directory = self.directory.get()
         # Extraction is pure CPU work on the contact: do it before taking the database's write lock.
-        extractions = [extract(c, directory, self.pipeline) for c in contacts]
+        return self._commit([(c, self.extract(c)) for c in contacts])
+
+    def extract(self, contact: Contact) -> Extraction:
+        """The contact's fields (who, what, the anomaly, urgency): CPU work that needs no database session."""
+        return extract(contact, self.directory.get(), self.pipeline)
+
+    # -- the port (ticketing.ports.IntakePort): every channel's contacts through one batched committer -------
+    def deliver_future(self, contact: Contact, extraction: Extraction | None = None) -> Future:
+        """Hand `contact` to the group committer; the future holds its `IntakeResult` once committed."""
+        return self.committer.submit((contact, extraction))
+
+    def deliver(self, contact: Contact) -> IntakeResult:
+        """Take one contact in, committed together with whatever other channels deliver meanwhile."""
+        return self.deliver_future(contact, self.extract(contact)).result()
+
+    def deliver_many(self, contacts: Iterable[Contact]) -> list[IntakeResult]:
+        futures = [self.deliver_future(c, self.extract(c)) for c in contacts]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        """Commit what the group committer holds, and stop its thread."""
+        self.committer.close()
+
+    def _commit_items(self, items: list[tuple[Contact, Extraction | None]]) -> list[IntakeResult]:
+        return self._commit([(c, x if x is not None else self.extract(c)) for c, x in items])
+
+    def _commit(self, items: list[tuple[Contact, Extraction]]) -> list[IntakeResult]:
         results: list[IntakeResult] = []
         with self.sessions() as session, session.begin():
-            for contact, x in zip(contacts, extractions):
+            for contact, x in items:
                 results.append(self._submit_one(session, contact, x))
         return results
 
@@ -225,7 +254,8 @@ class IntakeService:
     # -- building rows -------------------------------------------------------------------------------------
     def _new_ticket(self, contact: Contact, x: Extraction, now) -> dict:
         urgency = x.fields["urgency"].value or "normal"
-        respond_by, resolve_by = self.lifecycle.due_times(urgency, now)
+        sla = Ticket(created_at=now, urgency=urgency, level=1, asset_id=x.asset_id)
+        self.lifecycle.recompute(sla, now, criticality=x.asset_criticality)
         return dict(
             created_at=now,
             updated_at=now,
@@ -233,12 +263,12 @@ class IntakeService:
             status="new",
             level=1,
             urgency=urgency,
-            priority=priority_for(urgency, x.asset_criticality),
+            priority=sla.priority,
             reporter_user_id=x.user.id if x.user else None,
             asset_id=x.asset_id,
             language=x.language,
-            respond_by=respond_by,
-            resolve_by=resolve_by,
+            respond_by=sla.respond_by,
+            resolve_by=sla.resolve_by,
             pin=f"{secrets.randbelow(10000):04d}",
         )
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .models import Event, Ticket, TicketField, utcnow
+from sqlalchemy.orm import object_session
+
+from .models import Asset, Event, Ticket, TicketField, utcnow
 
 STATUSES = ("new", "in_progress", "waiting", "resolved", "closed")
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -73,6 +75,27 @@ class Lifecycle:
         target = self.sla.get(urgency) or self.sla["normal"]
         return start + timedelta(minutes=target.respond_minutes), start + timedelta(minutes=target.resolve_minutes)
 
+    # -- derived values -------------------------------------------------------------------------------------
+    def recompute(self, ticket: Ticket, now: datetime | None = None, *, criticality: str | None = None) -> bool:
+        """Set the ticket's priority and its respond/resolve due times from what the ticket says now.
+
+        The one function that computes them: every change that can move them calls it (intake, a field edit,
+        a transcription's result, escalation, reopening), so a stale priority or due time cannot stay.
+        Inputs: the urgency and the criticality (impact) of the ticket's asset; the clock starts when the
+        ticket was created (`now` for a ticket not stored yet). `criticality` is for a caller that holds the
+        asset and a ticket that is in no session yet (intake); otherwise the asset is read through the
+        ticket's session. Returns True when a value changed.
+        """
+        if criticality is None:
+            criticality = _criticality(ticket)
+        urgency = ticket.urgency if ticket.urgency in URGENCIES else "normal"
+        start = ticket.created_at or now or utcnow()
+        priority = priority_for(urgency, criticality)
+        respond_by, resolve_by = self.due_times(urgency, start)
+        changed = (ticket.priority, ticket.respond_by, ticket.resolve_by) != (priority, respond_by, resolve_by)
+        ticket.priority, ticket.respond_by, ticket.resolve_by = priority, respond_by, resolve_by
+        return changed
+
     # -- operator actions -----------------------------------------------------------------------------------
     def take(self, ticket: Ticket, operator: str) -> Event:
         if ticket.status not in OPEN_STATUSES:
@@ -98,6 +121,7 @@ class Lifecycle:
         ticket.level = old + 1
         ticket.assignee = None
         ticket.status = "new"
+        self.recompute(ticket)
         return self._event(
             ticket,
             "escalated",
@@ -121,6 +145,7 @@ class Lifecycle:
         if ticket.status != "resolved":
             raise LifecycleError(f"only a resolved ticket can be reopened; this one is {ticket.status}")
         ticket.status = "in_progress" if ticket.assignee else "new"
+        self.recompute(ticket)
         return self._event(ticket, "reopened", actor, {"reason": reason})
 
     def set_field(
@@ -134,6 +159,7 @@ class Lifecycle:
         f.value, f.confidence, f.source = value, confidence, source
         if name == "urgency" and value in URGENCIES:
             ticket.urgency = value
+        self.recompute(ticket)
         return self._event(ticket, "field_changed", actor, {"field": name, "old": old, "new": value})
 
     def note(self, ticket: Ticket, operator: str, text: str) -> Event:
@@ -158,3 +184,12 @@ class Lifecycle:
         event = Event(kind=kind, actor=actor, data=data, at=now)
         ticket.events.append(event)
         return event
+
+
+def _criticality(ticket: Ticket) -> str | None:
+    """The criticality of the ticket's asset, read through the ticket's session (None without one)."""
+    session = object_session(ticket)
+    if ticket.asset_id is None or session is None:
+        return None
+    asset = session.get(Asset, ticket.asset_id)
+    return asset.criticality if asset is not None else None
