@@ -9,6 +9,7 @@ of the API are RFC 9457 problem documents.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,13 +24,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ticketing.desk import Desk
+from ticketing.faults import is_storage_full
 
 from .batching import Batcher
 from .i18n import LANG_COOKIE, LANGUAGES, Texts, pick_language
-from .security import CSRF_COOKIE, BodyLimit, RateLimiter, SecurityHeaders, Signer, new_cookie_value
+from .security import CSRF_COOKIE, BodyLimit, ClientAddress, RateLimiter, SecurityHeaders, Signer, new_cookie_value
 from .settings import WebSettings
 
 HERE = Path(__file__).resolve().parent
+STORAGE_RETRY_SECONDS = 120  # Retry-After when the disk is full: an administrator has to act, so not seconds
+storage_full_log = logging.getLogger("channels.web")
 
 
 @dataclass
@@ -44,6 +48,7 @@ class WebState:
     limits: dict[str, RateLimiter]
     prefix: str
     batcher: Batcher
+    clients: ClientAddress
 
 
 class LoginRequired(Exception):
@@ -117,6 +122,7 @@ def create_app(ctx, desk: Desk) -> FastAPI:
         },
         prefix=ctx.core_config.ticketing.number_prefix,
         batcher=Batcher(ctx.deliver_many, ctx.deliver),
+        clients=ClientAddress(settings.trusted_proxies),
     )
     from . import api, operator, public
 
@@ -137,7 +143,9 @@ def web(request: Request) -> WebState:
 
 
 def client_key(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address: the TCP peer, or the one `web.trusted_proxies` forwarded the request for."""
+    peer = request.client.host if request.client else None
+    return web(request).clients.of(peer, request.headers.getlist("x-forwarded-for"))
 
 
 def rate_limit(request: Request, bucket: str) -> None:
@@ -252,6 +260,15 @@ def _error_handlers(app: FastAPI) -> None:
     async def _ours(request: Request, exc: Exception):
         import logging
 
+        if is_storage_full(exc):
+            # Ours and temporary, and nothing was stored: say so, and when to come back (RFC 9110 §15.6.4).
+            storage_full_log.warning("storage full: refused %s %s with 503", request.method, request.url.path)
+            headers = {"retry-after": str(STORAGE_RETRY_SECONDS)}
+            if _is_api(request):
+                return problem(503, "Service Unavailable", "the server's storage is full: nothing was stored; retry later", headers)
+            response = render(request, "error.html", 503, message=Texts(language(request))("err_storage_full"))
+            response.headers.update(headers)
+            return response
         logging.getLogger("channels.web").exception("unhandled error on %s %s", request.method, request.url.path)
         if _is_api(request):
             return problem(500, "Internal Server Error", "the server failed; the error is logged")

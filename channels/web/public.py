@@ -21,8 +21,9 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from ticketing.contact import Answer, Attachment, Channel, Contact, Sender
+from ticketing.faults import is_storage_full
 
-from .app import csrf_ok, finish, language, rate_limit, render, web
+from .app import STORAGE_RETRY_SECONDS, csrf_ok, finish, language, rate_limit, render, web
 from .forms import read_form
 from .i18n import Texts
 
@@ -56,6 +57,7 @@ def _form_context(request: Request, values: dict, errors: dict, sid: str | None 
         values=values,
         errors=errors,
         sid=sid or secrets.token_urlsafe(18),
+        notice=None,
         max_files=s.max_attachments,
         max_size=s.max_attachment_bytes,
         types=s.attachment_types,
@@ -80,9 +82,13 @@ async def submit(request: Request):
     except MultiPartException as e:
         return render(request, "error.html", 400, message=str(e))
     sid = data.get("sid") if isinstance(data.get("sid"), str) else ""
-    if not SID_RE.match(sid or "") or not csrf_ok(request, data.get("csrf") if isinstance(data.get("csrf"), str) else None, sid):
-        return render(request, "error.html", 403, message=t("forbidden"))
     values = {k: clean(data.get(k)) for k in LIMITS}
+    if not SID_RE.match(sid or "") or not csrf_ok(request, data.get("csrf") if isinstance(data.get("csrf"), str) else None, sid):
+        # Never a bare error page that loses what the user typed: the form again, their text in it, a fresh
+        # token. The submission id stays: if the first post did land (the answer was lost in a restart), sending
+        # again returns that ticket instead of making a second one.
+        keep = sid if SID_RE.match(sid or "") else None
+        return _again(request, 403, values, t("form_expired"), keep, _had_files(data), t)
     if clean(data.get("website")):
         # The honeypot: a field people do not see. Kept as a rejection an operator can look at, never a ticket.
         contact = _contact(values, sid, lang, (), None)
@@ -105,16 +111,36 @@ async def submit(request: Request):
     if errors:
         return render(request, "form.html", 400, **_form_context(request, values, errors, sid))
 
-    attachments = []
-    for f, content in uploads:
-        ref = await run_in_threadpool(w.ctx.blobs.put, content)
-        attachments.append(Attachment(filename=f.filename[:255], content_type=_type_of(f), blob=ref))
-    raw_doc = {"form": values, "language": lang, "attachments": [a.filename for a in attachments]}
-    raw = await run_in_threadpool(w.ctx.blobs.put, json.dumps(raw_doc, ensure_ascii=False, sort_keys=True).encode())
-    contact = _contact(values, sid, lang, tuple(attachments), raw)
-    result = await w.batcher.submit(contact)
+    try:
+        attachments = []
+        for f, content in uploads:
+            ref = await run_in_threadpool(w.ctx.blobs.put, content)
+            attachments.append(Attachment(filename=f.filename[:255], content_type=_type_of(f), blob=ref))
+        raw_doc = {"form": values, "language": lang, "attachments": [a.filename for a in attachments]}
+        raw = await run_in_threadpool(w.ctx.blobs.put, json.dumps(raw_doc, ensure_ascii=False, sort_keys=True).encode())
+        contact = _contact(values, sid, lang, tuple(attachments), raw)
+        result = await w.batcher.submit(contact)
+    except Exception as e:
+        if not is_storage_full(e):
+            raise
+        # Nothing was stored: the form again with the user's text, and when to try (the same id: no duplicate).
+        log.warning("storage full: a form post was answered 503")
+        response = _again(request, 503, values, t("err_storage_full"), sid, bool(uploads), t)
+        response.headers["retry-after"] = str(STORAGE_RETRY_SECONDS)
+        return response
     mailed = _acknowledge(w.ctx, contact, result)
     return render(request, "thanks.html", number=result.ticket_number, email=contact.sender.email if mailed else None, lang=lang)
+
+
+def _had_files(data) -> bool:
+    return any(isinstance(f, UploadFile) and f.filename for f in data.getlist("attachments"))
+
+
+def _again(request: Request, status: int, values: dict, notice: str, sid: str | None, had_files: bool, t: Texts):
+    """The form re-rendered after a refusal that is not the user's fault, with what they typed."""
+    if had_files:
+        notice = f"{notice} {t('reattach')}"
+    return render(request, "form.html", status, **{**_form_context(request, values, {}, sid), "notice": notice})
 
 
 def _acknowledge(ctx, contact: Contact, result) -> bool:

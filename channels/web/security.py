@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
@@ -172,3 +173,35 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, add_headers)
+
+
+class ClientAddress:
+    """Who the client is, for rate limits and logs: the TCP peer, or behind trusted reverse proxies the address
+    they saw (X-Forwarded-For, RFC 7239 §5.2's de-facto form).
+
+    `X-Forwarded-For` is believed only when the peer itself is a trusted proxy, and then read from the right:
+    each trusted proxy appends the address it received the request from, so the rightmost address that is not
+    one of our proxies is the client. Everything left of it was written by the client and can be anything.
+    """
+
+    def __init__(self, trusted: list[str] | tuple[str, ...] = ()):
+        self.trusted = tuple(ipaddress.ip_network(t.strip(), strict=False) for t in trusted)
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.strip().strip("[]"))
+        except ValueError:
+            return False
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.trusted)
+
+    def of(self, peer: str | None, forwarded: list[str]) -> str:
+        peer = peer or "unknown"
+        if not self.trusted or not forwarded or not self._is_trusted(peer):
+            return peer
+        hops = [h.strip() for header in forwarded for h in header.split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not self._is_trusted(hop):
+                return hop[:64]
+        return hops[0][:64] if hops else peer

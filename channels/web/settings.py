@@ -79,6 +79,9 @@ class WebSettings(BaseModel):
     # Lockout after failed logins: after `lockout_failures` in a row, `lockout_seconds` doubling per failure.
     lockout_failures: int = Field(5, ge=1)
     lockout_seconds: int = Field(30, ge=1)
+    # Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For is believed: behind them, rate limits
+    # count per real client instead of per proxy. Empty: the TCP peer is the client.
+    trusted_proxies: list[str] = Field(default_factory=list)
     # Public address of the site, for links in messages (acknowledgements); default: the request's own.
     public_url: str | None = None
     # Outbound webhooks, and how they are retried: the wait doubles after each failure, up to the cap.
@@ -87,6 +90,18 @@ class WebSettings(BaseModel):
     webhook_retry_seconds: float = Field(2.0, gt=0, description="the first wait after a failed delivery")
     webhook_max_retry_seconds: float = Field(600.0, gt=0)
     webhook_poll_seconds: float = Field(1.0, gt=0, description="how often new events are looked for")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in v:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)") from None
+        return v
 
     @field_validator("webhooks")
     @classmethod
