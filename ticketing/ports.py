@@ -1,0 +1,122 @@
+"""The ports: what the core offers a channel adapter, as typed protocols, never the core objects themselves.
+
+A channel is given only the ports it needs (`gateway/app.py` builds them and puts them in its
+`ChannelContext`):
+- `IntakePort`: where contacts go (`deliver`, `deliver_many`), where what makes no ticket is recorded
+  (`reject`), and where a message the desk sent is noted so that replies thread back (`record_outbound`).
+  `deliver_future` is the same as `deliver` for code that must not block (an event loop): it hands the
+  contact to the core's one batched committer and answers with a future.
+- `PhoneStatus`: what the IVR asks the desk about a caller and a ticket.
+- `DeskPort`: the desk queries and actions the web channel (operators' pages, REST API, webhooks) needs.
+- `OutboundMail`: the desk's outgoing mail (acknowledgements, operators' replies), offered by the email channel
+  and given to the others by `gateway/`.
+
+These are `typing.Protocol`s: `ticketing.intake.IntakeService` and `ticketing.desk.Desk` satisfy them as they
+are, and a wrapper (metrics, a test's collecting fake) only has to have the same methods.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from .contact import Contact
+
+__all__ = ["IntakePort", "PhoneStatus", "DeskPort", "OutboundMail", "IntakeResultLike"]
+
+
+class IntakeResultLike(Protocol):
+    """What `deliver` answers (`ticketing.intake.IntakeResult`)."""
+
+    ticket_id: int
+    ticket_number: str
+    message_id: int
+
+
+@runtime_checkable
+class IntakePort(Protocol):
+    def deliver(self, contact: Contact) -> Any:
+        """Take one contact in; returns (an `IntakeResult`) once it is committed. Idempotent on
+        `(channel, external_id)`."""
+        ...
+
+    def deliver_many(self, contacts: list[Contact]) -> list[Any]:
+        """Take several contacts in; returns once all are committed, one result each, in order."""
+        ...
+
+    def deliver_future(self, contact: Contact, extraction: Any = None) -> Future:
+        """`deliver` without blocking: the future is resolved once the contact is committed. `extraction`, when
+        given, is the contact's fields already extracted (`ticketing.extraction.extract`) off the commit path."""
+        ...
+
+    def reject(self, contact: Contact, reason: str, *, fault: str = "sender", ticket_number: str | None = None) -> int:
+        """Record a contact that makes no ticket (a bounce, an auto-reply, junk) where an operator sees it."""
+        ...
+
+    def record_outbound(
+        self, ticket_id: int, channel: str, rfc_message_id: str, *, to: str | None, subject: str | None, text: str
+    ) -> int:
+        """Note a message the desk sent, so replies to it thread back to its ticket."""
+        ...
+
+
+@runtime_checkable
+class PhoneStatus(Protocol):
+    """What the IVR asks about a caller and a ticket (`ticketing.desk.Desk` offers it)."""
+
+    def caller_name(self, caller_id: str | None) -> str | None: ...
+
+    def pin(self, number: str) -> str | None: ...
+
+    def phone_status(self, digits: str, caller_id: str | None, pin: str | None) -> tuple[str, int] | None: ...
+
+
+@runtime_checkable
+class DeskPort(Protocol):
+    """The operators' queries and actions the web channel needs (`ticketing.desk.Desk` offers them)."""
+
+    accounts: Any
+
+    def queue(self, filters: Any = ..., page: int = 1, per_page: int = 50) -> Any: ...
+
+    def latest(self) -> tuple[int, datetime | None]: ...
+
+    def ticket(self, number: str) -> Any: ...
+
+    def status_lookup(self, number: str, contact: str) -> Any: ...
+
+    def suggest_assets(self, text: str, limit: int = 8) -> list: ...
+
+    def assets(self, page: int = 1, per_page: int = 50) -> Any: ...
+
+    def users(self, page: int = 1, per_page: int = 50) -> Any: ...
+
+    def take(self, number: str, operator: str) -> Any: ...
+
+    def escalate(self, number: str, operator: str, reason: str) -> Any: ...
+
+    def resolve(self, number: str, operator: str, report: str) -> Any: ...
+
+    def close(self, number: str, operator: str) -> Any: ...
+
+    def reopen(self, number: str, operator: str, reason: str) -> Any: ...
+
+    def note(self, number: str, operator: str, text: str) -> Any: ...
+
+    def set_field(self, number: str, operator: str, name: str, value: str) -> Any: ...
+
+    def reply_target(self, number: str) -> Any: ...
+
+    def events_after(self, last_id: int, limit: int = 100) -> list: ...
+
+
+@runtime_checkable
+class OutboundMail(Protocol):
+    """The desk's outgoing mail, offered by the email channel (`channels.email.ack.AckSender`).
+
+    Slot for the durable outbox's protocol (issue 14, helper G): it may replace this one here."""
+
+    def acknowledge_contact(self, contact: Contact, result: Any) -> None: ...
+
+    def send_reply(self, *args: Any, **kwargs: Any) -> Any: ...
