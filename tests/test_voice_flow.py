@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from channels.voice.flow import (
-    CallStarted, Digits, Flow, FlowSettings, Gather, Hangup, HungUp, Lookup, Play, Record, Recorded,
-    SayDigits, StatusFound, Submit, Text, TicketCreated, Timeout, Transfer,
+    CallStarted, Digits, Flow, FlowSettings, Gather, Hangup, Heard, HungUp, Lookup, Play, Record, Recorded,
+    SayDigits, StatusFound, Submit, Text, TicketCreated, Timeout, Transfer, Understand, Understood,
 )
 from ticketing.contact import BlobRef
 
@@ -30,17 +30,23 @@ def to_menu(flow: Flow, language_key: str | None = None, **kw):
     assert actions == [Gather(("menu",), 1, flow.s.gather_timeout)]
 
 
+def unheard(flow: Flow, question: str, blob, seconds: float = 3.0):
+    """Record an answer the gateway does not recognise (no directory user, no asset): no question asked back."""
+    assert flow.handle(Recorded(blob, seconds)) == [Understand(question, blob)]
+    return flow.handle(Understood(question))
+
+
 def test_full_report_by_an_unknown_caller_in_english():
     flow = Flow()
-    to_menu(flow, "2", caller="+4989123")
+    to_menu(flow, "3", caller="+4989123")
     assert flow.language == "en"
     assert flow.handle(Digits("1")) == [Record("name", ("say-name",), 8)]
-    assert flow.handle(Recorded(NAME, 2.1)) == [Record("asset", ("say-asset",), 15)]
-    assert flow.handle(Recorded(ASSET, 3.0)) == [Record("anomaly", ("say-problem",), 120)]
+    assert unheard(flow, "name", NAME, 2.1) == [Record("asset", ("say-asset",), 15)]
+    assert unheard(flow, "asset", ASSET) == [Record("anomaly", ("say-problem",), 120)]
     assert flow.handle(Recorded(PROBLEM, 25.0)) == [Gather(("office-blocked", "yes-no"), 1, 6.0)]
     (submit,) = flow.handle(Digits("2"))
     r = submit.report
-    assert (r.language, r.caller_id, r.urgent, r.abandoned) == ("en", "+4989123", False, False)
+    assert (r.language, r.caller_id, r.urgent, r.abandoned, r.heard) == ("en", "+4989123", False, False, {})
     assert r.recordings == {"name": NAME, "asset": ASSET, "anomaly": PROBLEM}
     actions = flow.handle(TicketCreated("HD-2026-000123", "4821"))
     assert actions == [
@@ -55,7 +61,7 @@ def test_a_known_caller_confirms_and_skips_the_name():
     assert flow.language == "it"
     assert flow.handle(Digits("1")) == [Gather(("are-you", Text("Mario Rossi"), "yes-no"), 1, 6.0)]
     assert kinds(flow.handle(Digits("1"))) == ["Record"] and flow.report.confirmed_name == "Mario Rossi"
-    flow.handle(Recorded(ASSET, 2))
+    unheard(flow, "asset", ASSET)
     flow.handle(Recorded(PROBLEM, 9))
     (submit,) = flow.handle(Digits("1"))
     assert submit.report.urgent is True and "name" not in submit.report.recordings
@@ -84,7 +90,7 @@ def test_the_fallback_keeps_what_was_said_so_far():
     flow = Flow()
     to_menu(flow)
     flow.handle(Digits("1"))
-    flow.handle(Recorded(NAME, 2))
+    unheard(flow, "name", NAME, 2)
     for _ in range(2):
         flow.handle(Timeout())
     (submit,) = flow.handle(Timeout())
@@ -121,8 +127,8 @@ def test_hanging_up_after_saying_something_still_makes_a_ticket():
     flow = Flow()
     to_menu(flow)
     flow.handle(Digits("1"))
-    flow.handle(Recorded(NAME, 2))
-    flow.handle(Recorded(ASSET, 2))
+    unheard(flow, "name", NAME, 2)
+    unheard(flow, "asset", ASSET, 2)
     (submit,) = flow.handle(HungUp())
     assert submit.report.abandoned and submit.report.recordings == {"name": NAME, "asset": ASSET}
     assert flow.handle(Recorded(PROBLEM, 4)) == []
@@ -180,3 +186,153 @@ def test_events_out_of_place_are_ignored():
     to_menu(flow)
     assert flow.handle(TicketCreated("HD-2026-000001", "1111")) == []
     assert kinds(flow.handle(Recorded(NAME, 3))) == ["Play", "Gather"]  # a recording while in the menu: retry
+
+
+# -- languages -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("key, language", [("1", "it"), ("2", "fr"), ("3", "en")])
+def test_the_language_menu_is_italian_french_english(key, language):
+    flow = Flow()
+    to_menu(flow, key)
+    assert flow.language == flow.report.language == language
+
+
+def test_a_key_past_the_configured_languages_is_retried():
+    flow = Flow(FlowSettings(languages=("it", "en")))
+    start(flow)
+    assert kinds(flow.handle(Digits("3"))) == ["Play", "Gather"]
+    assert flow.handle(Digits("2")) == [Gather(("menu",), 1, 6.0)] and flow.language == "en"
+
+
+# -- confirmation: what the gateway understood, said back ----------------------------------------------------------
+PROT = Understood("asset", "PROT-01", "Protocollo informatico", 0.8)
+CONFIRM_ASSET = Gather(("you-said", Text("Protocollo informatico"), "confirm-or-repeat"), 1, 6.0)
+
+
+def to_asset(flow: Flow):
+    """A known caller, past the name: the asset question."""
+    to_menu(flow, known="Mario Rossi")
+    flow.handle(Digits("1"))
+    assert flow.handle(Digits("1")) == [Record("asset", ("say-asset",), 15)]
+
+
+def test_a_known_asset_is_said_back_and_confirmed_with_1():
+    flow = Flow()
+    to_asset(flow)
+    assert flow.handle(Recorded(ASSET, 5.0)) == [Understand("asset", ASSET)]
+    assert flow.handle(PROT) == [CONFIRM_ASSET]
+    assert flow.handle(Digits("1")) == [Record("anomaly", ("say-problem",), 120)]
+    flow.handle(Recorded(PROBLEM, 9))
+    (submit,) = flow.handle(Digits("2"))
+    assert submit.report.heard == {"asset": Heard("PROT-01", 1.0, True)}
+    assert submit.report.recordings["asset"] == ASSET  # still transcribed for the record
+
+
+def test_2_says_it_again_and_the_second_answer_is_confirmed():
+    flow = Flow()
+    to_asset(flow)
+    flow.handle(Recorded(ASSET, 5.0))
+    flow.handle(Understood("asset", "CONT-01", "Contabilità finanziaria", 0.9))
+    assert flow.handle(Digits("2")) == [Record("asset", ("say-asset",), 15)]
+    again = BlobRef("e" * 64, 9000)
+    assert flow.handle(Recorded(again, 4.0)) == [Understand("asset", again)]
+    assert flow.handle(PROT) == [CONFIRM_ASSET]
+    flow.handle(Digits("1"))
+    assert flow.report.heard == {"asset": Heard("PROT-01", 1.0, True)} and flow.report.recordings["asset"] == again
+
+
+def test_after_two_refusals_the_best_guess_stays_flagged():
+    flow = Flow()
+    to_asset(flow)
+    flow.handle(Recorded(ASSET, 5.0))
+    flow.handle(Understood("asset", "CONT-01", "Contabilità finanziaria", 0.9))
+    flow.handle(Digits("2"))
+    flow.handle(Recorded(ASSET, 5.0))
+    flow.handle(PROT)  # 0.8: not as good a guess as the first
+    assert flow.handle(Digits("2")) == [Record("anomaly", ("say-problem",), 120)]
+    assert flow.report.heard == {"asset": Heard("CONT-01", 0.5, False)}  # unsure: under the desk's low confidence
+
+
+def test_no_key_at_the_confirmation_keeps_the_guess_unsure_and_goes_on():
+    flow = Flow()
+    to_asset(flow)
+    flow.handle(Recorded(ASSET, 5.0))
+    flow.handle(Understood("asset", "PROT-01", "Protocollo informatico", 0.4))
+    assert flow.handle(Timeout()) == [Play(("not-understood",)), CONFIRM_ASSET]
+    assert flow.handle(Digits("7")) == [Play(("not-understood",)), CONFIRM_ASSET]
+    assert flow.handle(Timeout()) == [Record("anomaly", ("say-problem",), 120)]
+    assert flow.report.heard == {"asset": Heard("PROT-01", 0.4, False)}
+
+
+def test_a_second_answer_that_matches_nothing_keeps_the_first_guess_flagged():
+    flow = Flow()
+    to_asset(flow)
+    flow.handle(Recorded(ASSET, 5.0))
+    flow.handle(PROT)
+    flow.handle(Digits("2"))
+    flow.handle(Recorded(ASSET, 5.0))
+    assert flow.handle(Understood("asset")) == [Record("anomaly", ("say-problem",), 120)]
+    assert flow.report.heard == {"asset": Heard("PROT-01", 0.5, False)}
+
+
+def test_hanging_up_at_the_confirmation_keeps_what_was_understood():
+    flow = Flow()
+    to_asset(flow)
+    flow.handle(Recorded(ASSET, 5.0))
+    flow.handle(PROT)
+    (submit,) = flow.handle(HungUp())
+    assert submit.report.abandoned and submit.report.heard == {"asset": Heard("PROT-01", 0.5, False)}
+
+
+def test_an_unknown_caller_confirms_a_name_the_directory_knows():
+    flow = Flow()
+    to_menu(flow, "2", caller="+33479000000")
+    flow.handle(Digits("1"))
+    assert flow.handle(Recorded(NAME, 2.0)) == [Understand("name", NAME)]
+    assert flow.handle(Understood("name", "Giulia Bianchi", "Giulia Bianchi", 0.7)) == [
+        Gather(("are-you", Text("Giulia Bianchi"), "confirm-or-repeat"), 1, 6.0)
+    ]
+    assert flow.handle(Digits("1")) == [Record("asset", ("say-asset",), 15)]
+    assert flow.report.confirmed_name == "Giulia Bianchi"
+    assert flow.report.heard == {"name": Heard("Giulia Bianchi", 1.0, True)}
+    # the asset's confirmation has its own count of refusals
+    flow.handle(Recorded(ASSET, 5.0))
+    flow.handle(PROT)
+    assert flow.handle(Digits("2")) == [Record("asset", ("say-asset",), 15)]
+
+
+def test_an_unknown_name_is_not_asked_about():
+    flow = Flow()
+    to_menu(flow, caller="+33479000000")
+    flow.handle(Digits("1"))
+    assert unheard(flow, "name", NAME) == [Record("asset", ("say-asset",), 15)]
+    assert flow.report.confirmed_name is None and flow.report.heard == {}
+
+
+def test_a_late_or_foreign_reading_is_ignored():
+    flow = Flow()
+    to_asset(flow)
+    assert flow.handle(PROT) == []  # not asked for
+    flow.handle(Recorded(ASSET, 5.0))
+    assert flow.handle(Understood("name", "Mario Rossi", "Mario Rossi", 1.0)) == []  # another question's
+    assert flow.handle(PROT) == [CONFIRM_ASSET]
+
+
+def test_the_flow_state_is_plain_data():
+    """Everything a call keeps between steps is str, int, float, bool, None or frozen dataclasses of those:
+    the spool saves it as JSON."""
+    import dataclasses
+    import json
+
+    flow = Flow()
+    to_asset(flow)
+    flow.handle(Recorded(ASSET, 5.0))
+    flow.handle(PROT)
+
+    def plain(v):
+        if dataclasses.is_dataclass(v):
+            return {k: plain(x) for k, x in dataclasses.asdict(v).items()}
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    json.dumps({k: plain(v) for k, v in vars(flow).items()})

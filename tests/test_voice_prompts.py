@@ -19,9 +19,9 @@ from tests.conftest import missing
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_every_flow_prompt_has_a_text_in_both_languages():
+def test_every_flow_prompt_has_a_text_in_every_language():
     texts = load_texts(ROOT / "config" / "prompts")
-    assert set(texts) == {"it", "en"} and missing_texts(texts) == {}
+    assert set(texts) == {"it", "fr", "en"} and missing_texts(texts) == {}
 
 
 def test_build_synthesises_missing_prompts_and_keeps_recorded_ones(tmp_path):
@@ -50,8 +50,8 @@ def test_a_report_becomes_one_voice_contact_keyed_by_the_call_id():
                recordings={"asset": BlobRef("a" * 64, 100), "anomaly": BlobRef("b" * 64, 900)}, abandoned=True)
     c = report_to_contact(r)
     assert (c.channel, c.external_id, c.sender.phone, c.language) == ("voice", "call-77", "+390554382290", "it")
-    assert [(a.filename, a.kind) for a in c.attachments] == [("answer-asset.wav", "recording"), ("answer-anomaly.wav", "recording")]
-    assert c.answers["name"].value == "Luca Ferrari" and c.answers["urgent"].value == "sì"
+    assert [(a.kind, a.question) for a in c.attachments] == [("recording", "asset"), ("recording", "anomaly")]
+    assert c.answers["name"].value == "Luca Ferrari" and c.urgent is True
     assert c.text == "" and "hung up" in c.note  # the gateway's words are a note, never mined by extraction
 
 

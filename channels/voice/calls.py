@@ -46,6 +46,8 @@ from .flow import (
     Submit,
     TicketCreated,
     Transfer,
+    Understand,
+    Understood,
 )
 from .report import report_to_contact
 
@@ -117,6 +119,8 @@ class CallSession:
                 pending[0:0] = self._submit(action)
             elif isinstance(action, Lookup):
                 pending[0:0] = self.flow.handle(self.calls.lookup(action))
+            elif isinstance(action, Understand):
+                pending[0:0] = self.flow.handle(self.calls.understand(action, self.language))
             else:
                 out.append(action)
         self._save()
@@ -163,6 +167,7 @@ class Calls:
         flow_settings: FlowSettings | None = None,
         silence_floor: float = -50.0,
         recover_after: float = 0.0,
+        understand: Callable[[str, BlobRef, str], Understood] | None = None,
     ):
         self.deliver, self.desk, self.blobs = deliver, desk, blobs
         self.spool = Path(spool)
@@ -172,6 +177,8 @@ class Calls:
         # A spooled call not open in this process is recovered once its state is this many seconds old: 0 for SIP
         # (a call lives in its process), longer for Twilio, whose calls go on across a restart of ours.
         self.recover_after = recover_after
+        # What an answer says, while the caller waits (channels/voice/understand.py); None: never asked back.
+        self.understander = understand
         self._lock = threading.Lock()
         self._open: dict[str, CallSession] = {}
 
@@ -215,6 +222,16 @@ class Calls:
         pin = getattr(result, "pin", None) or self.desk.pin(result.ticket_number) or ""
         log.info("call %s: ticket %s (%s)", report.call_id, result.ticket_number, result.outcome)
         return result.ticket_number, pin
+
+    def understand(self, action: Understand, language: str) -> Understood:
+        """Transcribe and interpret one answer now; nothing understood (never an error) when that fails."""
+        if self.understander is None:
+            return Understood(action.question)
+        try:
+            return self.understander(action.question, action.recording, language)
+        except Exception:  # noqa: BLE001 - ours; the call goes on unconfirmed and the transcription job still runs
+            log.exception("could not understand the %s answer at once", action.question)
+            return Understood(action.question)
 
     def lookup(self, action: Lookup) -> StatusFound:
         found = self.desk.phone_status(action.digits, action.caller_id, action.pin)

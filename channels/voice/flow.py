@@ -6,12 +6,19 @@ out the actions it returns (play prompts, gather keys, record an answer, read di
 report, look up a status, hang up). Nothing here knows pjsua2, HTTP, the database or audio: the flow is plain
 data in, plain data out, and is tested on its own, every path.
 
-The call: greeting with the recording notice → language (1 Italiano, 2 English; Italian when nothing is
-pressed) → menu: 1 report a problem, 2 status of a ticket, 0 an operator.
+The call: greeting with the recording notice → language (`FlowSettings.languages` in menu order: 1 italiano,
+2 français, 3 English; the desk's language when nothing is pressed) → menu: 1 report a problem, 2 status of a
+ticket, 0 an operator.
 Report: a caller the directory knows by caller id confirms who they are (1 yes, 2 no), otherwise records
 their name; then the asset and the problem are recorded; "is the whole office blocked?" (1 yes, 2 no) sets
 the urgency. The ticket is created at once from the recordings; its number and PIN are read back digit by
 digit; transcription fills the fields in later.
+Confirmation: right after the name and the asset answers the flow asks the gateway what the answer says
+(`Understand`: transcribed and matched at once, like any contact's text, while the caller waits). When that is
+a directory user or a known asset, the IVR says it back ("are you …", "I understood …") and asks 1 to
+confirm, 2 to say it again. A confirmed answer is certain (`Heard.confirmed`); after `max_refusals` refusals
+(or no key at all) the best guess stays, flagged as unsure; an answer that matches nothing is not asked about,
+its transcript fills the field in later.
 Status: the caller keys the ticket number and #; when the caller id is the reporter's number the status is
 read at once, otherwise the flow asks for the ticket's PIN. A number that does not exist is also asked for a
 PIN and then gets the same "not found" as a wrong PIN, so tickets cannot be enumerated by phone.
@@ -59,6 +66,16 @@ class HungUp:
 
 
 @dataclass(frozen=True)
+class Understood:
+    """The gateway's reading of one recorded answer (the reply to `Understand`)."""
+
+    question: str
+    value: str | None = None  # what the desk takes it for: an asset's tag, a directory user's name; None: nothing known
+    spoken: str | None = None  # what the IVR says back to the caller (the asset's name, the user's name)
+    confidence: float = 0.0
+
+
+@dataclass(frozen=True)
 class TicketCreated:
     number: str  # HD-2026-000123
     pin: str
@@ -70,7 +87,7 @@ class StatusFound:
     level: int | None = None
 
 
-Event = Union[CallStarted, Digits, Recorded, Timeout, HungUp, TicketCreated, StatusFound]
+Event = Union[CallStarted, Digits, Recorded, Timeout, HungUp, Understood, TicketCreated, StatusFound]
 
 
 # -- actions ---------------------------------------------------------------------------------------------------
@@ -128,14 +145,31 @@ class Lookup:
 
 
 @dataclass(frozen=True)
+class Understand:
+    """Transcribe and interpret `question`'s answer now, while the caller waits; answered with `Understood`."""
+
+    question: str  # name | asset
+    recording: BlobRef
+
+
+@dataclass(frozen=True)
 class Hangup:
     pass
 
 
-Action = Union[Play, Gather, Record, SayDigits, Transfer, Submit, Lookup, Hangup]
+Action = Union[Play, Gather, Record, SayDigits, Transfer, Submit, Lookup, Understand, Hangup]
 
 
 # -- what the call produced ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Heard:
+    """An answer the IVR understood during the call (plain data: it is saved with the call's state)."""
+
+    value: str  # an asset's tag, a directory user's name
+    confidence: float  # 1.0 once the caller confirmed it
+    confirmed: bool  # the caller pressed 1 when it was said back; False: the best guess after refusals, unsure
+
+
 @dataclass
 class Report:
     call_id: str
@@ -145,6 +179,7 @@ class Report:
     recordings: dict[str, BlobRef] = field(default_factory=dict)  # question -> recording
     urgent: bool | None = None
     abandoned: bool = False  # the caller hung up before the end
+    heard: dict[str, Heard] = field(default_factory=dict)  # question -> what the caller confirmed (or the best guess)
 
     @property
     def said_anything(self) -> bool:
@@ -154,8 +189,10 @@ class Report:
 @dataclass(frozen=True)
 class FlowSettings:
     default_language: str = "it"
-    languages: tuple[str, ...] = ("it", "en")
+    languages: tuple[str, ...] = ("it", "fr", "en")  # the language menu's order: key 1, 2, 3
     max_retries: int = 3
+    max_refusals: int = 2  # "2, say it again" this many times: then the best guess stays, flagged
+    unsure_confidence: float = 0.5  # the most an unconfirmed guess is worth (under the desk's low_confidence)
     gather_timeout: float = 6.0
     max_name_seconds: int = 8
     max_asset_seconds: int = 15
@@ -176,6 +213,12 @@ class Flow:
         self.status_digits = ""
         self.submitted = False
         self.finished = False
+        # The answer being confirmed (plain data, saved with the call): its question, what it was taken for,
+        # the best guess so far across tries, and how many times the caller said "no, again".
+        self.question: str | None = None
+        self.candidate: Understood | None = None
+        self.best: Understood | None = None
+        self.refusals = 0
 
     # -- the one entry point -------------------------------------------------------------------------------
     def handle(self, event: Event) -> list[Action]:
@@ -183,7 +226,7 @@ class Flow:
             return []
         if isinstance(event, HungUp):
             return self._hung_up()
-        if isinstance(event, (TicketCreated, StatusFound)) and self.state not in _AWAITING_REPLY:
+        if isinstance(event, (TicketCreated, StatusFound, Understood)) and self.state not in _AWAITING_REPLY:
             return []  # a reply to a request this call is not waiting for: not the caller's mistake
         handler = getattr(self, f"_on_{self.state}", None)
         if handler is None:
@@ -201,7 +244,7 @@ class Flow:
     def _on_language(self, e: Event) -> list[Action]:
         if isinstance(e, Timeout):  # nothing pressed: the desk's language
             return self._menu()
-        if isinstance(e, Digits) and e.digits in ("1", "2") and len(self.s.languages) >= int(e.digits):
+        if isinstance(e, Digits) and e.digits.isdigit() and 1 <= int(e.digits) <= len(self.s.languages):
             self.language = self.s.languages[int(e.digits) - 1]
             self.report.language = self.language
             return self._menu()
@@ -232,10 +275,62 @@ class Flow:
         return self._retry(("are-you", Text(self.known_name or ""), "yes-no"), 1)
 
     def _on_record_name(self, e: Event) -> list[Action]:
-        return self._answer(e, "name", lambda: self._record("asset", ("say-asset",), self.s.max_asset_seconds))
+        return self._answer(e, "name", lambda: self._understand("name"))
 
     def _on_record_asset(self, e: Event) -> list[Action]:
-        return self._answer(e, "asset", lambda: self._record("anomaly", ("say-problem",), self.s.max_problem_seconds))
+        return self._answer(e, "asset", lambda: self._understand("asset"))
+
+    # confirmation: what the answer was taken for, said back -----------------------------------------------
+    def _understand(self, question: str) -> list[Action]:
+        if self.question != question:  # a new question (not "say it again"): its own count
+            self.question, self.best, self.refusals = question, None, 0
+        self.state, self.candidate = "understanding", None
+        return [Understand(question, self.report.recordings[question])]
+
+    def _on_understanding(self, e: Event) -> list[Action]:
+        if not isinstance(e, Understood) or e.question != self.question:
+            return []
+        if not e.value:  # nothing the desk knows: no question about it; the transcript fills the field in later
+            return self._after_confirmation()
+        if self.best is None or e.confidence >= self.best.confidence:
+            self.best = e
+        self.candidate = e
+        self.state, self.tries = "confirming", 0
+        return [Gather(self._confirm_prompts(), 1, self.s.gather_timeout)]
+
+    def _on_confirming(self, e: Event) -> list[Action]:
+        if isinstance(e, Digits) and e.digits == "1":
+            self.report.heard[self.question] = Heard(self.candidate.value, 1.0, True)
+            if self.question == "name":
+                self.report.confirmed_name = self.candidate.value
+            return self._after_confirmation()
+        if isinstance(e, Digits) and e.digits == "2":
+            self.refusals += 1
+            if self.refusals >= self.s.max_refusals:
+                return self._after_confirmation()
+            return self._record(self.question, _RECORD_PROMPTS[self.question], self._limit(self.question))
+        self.tries += 1
+        if self.tries >= self.s.max_retries:  # no answer to "is that right?": the guess stays, unsure
+            return self._after_confirmation()
+        return [Play(("not-understood",)), Gather(self._confirm_prompts(), 1, self.s.gather_timeout)]
+
+    def _confirm_prompts(self) -> tuple[Prompt, ...]:
+        lead = "are-you" if self.question == "name" else "you-said"
+        return (lead, Text(self.candidate.spoken or self.candidate.value), "confirm-or-repeat")
+
+    def _after_confirmation(self) -> list[Action]:
+        """The question is settled: keep the best unconfirmed guess, flagged, then ask the next question."""
+        question = self.question
+        self._keep_guess()
+        self.question, self.candidate, self.best, self.refusals = None, None, None, 0
+        if question == "name":
+            return self._record("asset", ("say-asset",), self.s.max_asset_seconds)
+        return self._record("anomaly", ("say-problem",), self.s.max_problem_seconds)
+
+    def _keep_guess(self) -> None:
+        if self.question and self.best is not None and self.question not in self.report.heard:
+            confidence = min(self.best.confidence, self.s.unsure_confidence)
+            self.report.heard[self.question] = Heard(self.best.value, round(confidence, 3), False)
 
     def _on_record_anomaly(self, e: Event) -> list[Action]:
         return self._answer(e, "anomaly", lambda: self._ask("urgent", ("office-blocked", "yes-no"), 1))
@@ -307,6 +402,7 @@ class Flow:
         return self._record("message", ("leave-message",), self.s.max_problem_seconds)
 
     def _fallback(self) -> list[Action]:
+        self._keep_guess()
         if self.s.operator:
             return self._operator()
         if self.report.said_anything:
@@ -315,6 +411,8 @@ class Flow:
 
     def _hung_up(self) -> list[Action]:
         self.finished = True
+        if self.report is not None:
+            self._keep_guess()  # hung up while asked to confirm: what we understood still counts, unsure
         if self.report is not None and self.report.said_anything and not self.submitted:
             self.report.abandoned = True
             self.submitted = True
@@ -363,7 +461,7 @@ class Flow:
         return [Submit(self.report)]
 
 
-_AWAITING_REPLY = frozenset({"submitting", "status_by_caller", "status_by_pin"})
+_AWAITING_REPLY = frozenset({"submitting", "status_by_caller", "status_by_pin", "understanding"})
 _RECORD_PROMPTS = {"name": ("say-name",), "asset": ("say-asset",), "anomaly": ("say-problem",), "message": ("leave-message",)}
 
 

@@ -3,8 +3,9 @@
 The call id is the external id, so a transport that delivers the same call twice (a retried webhook, a
 restart) makes one ticket. Recordings travel as attachments of kind `recording`, already in the blob store;
 their transcripts fill the ticket's fields in later. The contact has no text of its own (a note describes the
-call to operators), so extraction never mines the gateway's words for an asset or an anomaly. What the caller keyed is certain and says so: a name
-confirmed against the directory, the answer to "is the whole office blocked?".
+call to operators), so extraction never mines the gateway's words for an asset or an anomaly. What the caller keyed
+is certain and says so: a name confirmed against the directory, an asset or a name the IVR said back and the
+caller confirmed (`Answer(tag, "caller", 1.0)`), the answer to "is the whole office blocked?".
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ from .flow import Report
 
 
 def report_to_contact(report: Report, received_at: datetime | None = None) -> Contact:
-    answers = {}
-    if report.confirmed_name:
+    # What the IVR said back and the caller confirmed is certain (source "caller"); a guess the caller refused
+    # is kept as the transcript's, unsure, for an operator to check.
+    answers = {
+        question: Answer(heard.value, "caller" if heard.confirmed else "transcript", heard.confidence)
+        for question, heard in report.heard.items()
+    }
+    if report.confirmed_name and "name" not in answers:
         answers["name"] = Answer(report.confirmed_name, "caller_id", 1.0)
     if report.urgent is not None:
         answers["urgent"] = Answer("sì" if report.urgent else "no", "dtmf", 1.0)

@@ -89,7 +89,8 @@ class TwilioSettings(Section):
 
 
 class IvrSettings(Section):
-    default_language: str = Field("it", pattern=r"^(it|en)$")
+    default_language: str = Field("it", pattern=r"^(it|fr|en)$")
+    confirm: bool = Field(True, description="say the asset (and a spoken name the directory knows) back: 1 confirm, 2 again")
     max_retries: int = Field(3, ge=1, le=10)
     gather_timeout: float = Field(6.0, gt=0, le=60)
     max_problem_seconds: int = Field(120, ge=10, le=900)

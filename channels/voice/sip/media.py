@@ -90,7 +90,8 @@ class PromptFiles:
     def _text(self, text: str, language: str) -> Path | None:
         if not text.strip():
             return None
-        key = hashlib.sha256(f"{language}\0{text}".encode()).hexdigest()[:24]
+        voice = prompt_files.ESPEAK_VOICES.get(language, language)  # a name said in another voice is another file
+        key = hashlib.sha256(f"{language}\0{voice}\0{text}".encode()).hexdigest()[:24]
         target = self.cache_dir / language / f"{key}.wav"
         with self._lock:  # two calls asking for the same name synthesise it once
             if not target.exists():

@@ -20,7 +20,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from ..flow import Action, Gather, Hangup, Play, Prompt, Record, SayDigits, Text, Transfer
 
-LANGUAGE_TAGS = {"it": "it-IT", "en": "en-GB"}  # <Say language> and the speech recogniser's language
+LANGUAGE_TAGS = {"it": "it-IT", "fr": "fr-FR", "en": "en-GB"}  # <Say language> and the speech recogniser's language
 
 
 class Urls:
@@ -96,23 +96,28 @@ def _dial(r: VoiceResponse, target: str) -> None:
 
 # -- speech -------------------------------------------------------------------------------------------------------
 _WORD_KEYS = {
-    # digits, Italian and English
+    # digits, Italian, French and English
+    "un": "1", "deux": "2", "trois": "3", "quatre": "4", "cinq": "5", "sept": "7", "huit": "8", "neuf": "9",
+    "zéro": "0",
     "zero": "0", "uno": "1", "una": "1", "due": "2", "tre": "3", "quattro": "4", "cinque": "5", "sei": "6",
     "sette": "7", "otto": "8", "nove": "9",
     "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
     "eight": "8", "nine": "9",
     # yes / no: the flow's questions are "1 yes, 2 no"
     "sì": "1", "si": "1", "certo": "1", "esatto": "1", "yes": "1", "yeah": "1", "yep": "1", "correct": "1",
-    "no": "2", "nope": "2",
-    # the language menu: "1 Italiano, 2 English"
-    "italiano": "1", "italian": "1", "inglese": "2", "english": "2",
+    "oui": "1", "exact": "1", "exactement": "1",
+    "no": "2", "nope": "2", "non": "2",
+    # the language menu: "1 italiano, 2 français, 3 English"
+    "italiano": "1", "italian": "1", "italien": "1",
+    "français": "2", "francais": "2", "francese": "2", "french": "2",
+    "inglese": "3", "english": "3", "anglais": "3",
 }
 _TOKEN = re.compile(r"\d+|[^\W\d_]+")
 
 
 def speech_keys(text: str | None) -> str:
-    """The keys a spoken answer stands for: digits said as numbers or words, yes → 1, no → 2, in Italian or
-    English; words that mean none of these are dropped ("" when nothing is left: not understood)."""
+    """The keys a spoken answer stands for: digits said as numbers or words, yes → 1, no → 2, in Italian,
+    French or English; words that mean none of these are dropped ("" when nothing is left: not understood)."""
     keys = []
     for token in _TOKEN.findall((text or "").lower()):
         keys.append(token if token.isdigit() else _WORD_KEYS.get(token, ""))
