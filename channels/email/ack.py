@@ -44,6 +44,12 @@ TEXTS = {
         "it up as soon as possible.\n\nTo add information, reply to this message keeping the number in the "
         "subject.\n\n-- \n{desk}\n(automatic message)\n",
     ),
+    "fr": (
+        "[{number}] Nous avons reçu votre demande",
+        "Bonjour,\n\nnous avons reçu votre signalement{about} et l'avons enregistré sous le numéro {number}.\n"
+        "Un opérateur le prendra en charge dès que possible.\n\nPour ajouter des informations, répondez à ce "
+        "message en gardant le numéro dans l'objet.\n\n-- \n{desk}\n(message automatique)\n",
+    ),
 }
 _NO_ACK_LOCALPARTS = ("noreply", "no-reply", "donotreply", "do-not-reply", "mailer-daemon", "postmaster", "bounce")
 

