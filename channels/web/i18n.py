@@ -1,4 +1,4 @@
-"""Interface texts in Italian (the default) and English, and how a request's language is chosen.
+"""Interface texts in Italian (the default), French and English, and how a request's language is chosen.
 
 Order: `?lang=` in the address (the visible switch link, remembered in a cookie), the cookie, then the
 browser's `Accept-Language` (RFC 9110 §12.5.4, with its q-values), then Italian.
@@ -9,14 +9,14 @@ The ticket's coded values (status, level, urgency, channel, the kinds of its his
 
 from __future__ import annotations
 
-LANGUAGES = ("it", "en")
+LANGUAGES = ("it", "fr", "en")
+LANGUAGE_NAMES = {"it": "Italiano", "fr": "Français", "en": "English"}  # each in its own language, for the switch
 DEFAULT = "it"
 LANG_COOKIE = "hd_lang"
 
 TEXTS: dict[str, dict[str, str]] = {
     "it": {
         "site": "Assistenza informatica",
-        "other_lang": "English",
         "skip": "Vai al contenuto",
         "form_title": "Segnala un problema",
         "form_intro": "Compila il modulo: riceverai subito il numero della tua segnalazione. I campi con * sono obbligatori.",
@@ -142,7 +142,6 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "en": {
         "site": "IT service desk",
-        "other_lang": "Italiano",
         "skip": "Skip to content",
         "form_title": "Report a problem",
         "form_intro": "Fill in the form: you will get your ticket number straight away. Fields marked * are required.",
@@ -264,6 +263,129 @@ TEXTS: dict[str, dict[str, str]] = {
         "done_field": "Field edited.",
         "done_reply": "Reply sent by email.",
     },
+    "fr": {
+        "site": "Assistance informatique",
+        "skip": "Aller au contenu",
+        "form_title": "Signaler un problème",
+        "form_intro": "Remplissez le formulaire : vous recevrez tout de suite le numéro de votre signalement. Les champs marqués * sont obligatoires.",
+        "name": "Prénom et nom",
+        "email": "Courriel",
+        "phone": "Téléphone",
+        "contact_hint": "Indiquez au moins votre courriel ou votre téléphone, pour recevoir des nouvelles.",
+        "asset": "Appareil ou logiciel concerné",
+        "asset_hint": "Par exemple « imprimante des impôts », « registre du protocole » ou le code sur l'étiquette (PC-0142).",
+        "anomaly": "Décrivez le problème",
+        "anomaly_hint": "Ce qui se passe, depuis quand, les éventuels messages d'erreur.",
+        "attachments": "Pièces jointes (facultatives)",
+        "attachments_hint": "Jusqu'à {n} fichiers, au plus {size} chacun : {types}.",
+        "honeypot": "Laissez ce champ vide",
+        "submit": "Envoyer le signalement",
+        "errors_title": "Corrigez les champs indiqués :",
+        "err_required": "Champ obligatoire.",
+        "err_contact": "Indiquez votre courriel ou votre téléphone.",
+        "err_email": "Adresse de courriel non valide.",
+        "err_phone": "Numéro de téléphone non valide.",
+        "err_too_long": "Texte trop long ({n} caractères au plus).",
+        "err_too_many_files": "Trop de pièces jointes ({n} au plus).",
+        "err_file_size": "Le fichier « {name} » dépasse la limite de {size}.",
+        "err_file_type": "Le fichier « {name} » est d'un type non accepté ({type}). Types acceptés : {types}.",
+        "thanks_title": "Signalement reçu",
+        "thanks_number": "Le numéro de votre signalement est",
+        "thanks_keep": "Conservez-le : il vous servira à suivre l'état de votre signalement.",
+        "thanks_email": "Une confirmation sera envoyée à {email}.",
+        "thanks_generic": "Merci, votre signalement a été reçu.",
+        "new_report": "Nouveau signalement",
+        "status_title": "État d'un signalement",
+        "status_intro": "Saisissez le numéro du signalement et le courriel ou le téléphone utilisés pour l'envoyer.",
+        "number": "Numéro du signalement",
+        "contact": "Courriel ou téléphone",
+        "status_submit": "Vérifier",
+        "status_not_found": "Aucun signalement trouvé avec ces données. Vérifiez le numéro et le courriel ou le téléphone.",
+        "status_status": "État",
+        "status_level": "Niveau d'assistance",
+        "status_last": "Dernière mise à jour",
+        "status_created": "Ouvert le",
+        "check_status": "Vérifier l'état d'un signalement",
+        "st_new": "Reçu, en attente de prise en charge",
+        "st_in_progress": "En cours de traitement",
+        "st_waiting": "En attente",
+        "st_resolved": "Résolu",
+        "st_closed": "Clos",
+        "ev_created": "signalement reçu",
+        "ev_taken": "pris en charge",
+        "ev_escalated": "transmis au niveau supérieur",
+        "ev_resolved": "résolu",
+        "ev_closed": "clos",
+        "ev_reopened": "rouvert",
+        "ev_message_added": "nouveau message reçu",
+        "ev_message_sent": "réponse envoyée",
+        "ev_status_changed": "état mis à jour",
+        "too_many": "Trop de demandes. Réessayez dans {n} secondes.",
+        "forbidden": "Le formulaire a expiré ou n'est pas valide. Rechargez la page et réessayez.",
+        "form_expired": "Le formulaire avait expiré et n'a pas été envoyé. Votre texte est ci-dessous : vérifiez-le et envoyez-le de nouveau.",
+        "err_storage_full": "Le service ne peut pas enregistrer de nouveaux signalements pour le moment : rien n'a été enregistré. Réessayez dans quelques minutes.",
+        "reattach": "Les pièces jointes doivent être choisies de nouveau.",
+        "too_large": "La demande est trop volumineuse.",
+        "error": "Une erreur s'est produite. Réessayez plus tard.",
+        "not_found": "Page introuvable.",
+        "status_new": "Nouveau",
+        "status_in_progress": "En cours",
+        "status_waiting": "En attente",
+        "status_resolved": "Résolu",
+        "status_closed": "Clos",
+        "status_open": "Ouverts (nouveaux, en cours, en attente)",
+        "status_all": "Tous",
+        "level_1": "Niveau I",
+        "level_2": "Niveau II",
+        "level_3": "Niveau III",
+        "urgency_low": "Basse",
+        "urgency_normal": "Normale",
+        "urgency_high": "Haute",
+        "urgency_critical": "Critique",
+        "channel_email": "Courriel",
+        "channel_voice": "Téléphone",
+        "channel_web": "Web",
+        "event_created": "Reçu",
+        "event_taken": "Pris en charge",
+        "event_escalated": "Transmis au niveau supérieur",
+        "event_resolved": "Résolu",
+        "event_closed": "Clos",
+        "event_reopened": "Rouvert",
+        "event_status_changed": "État modifié",
+        "event_field_changed": "Champ modifié",
+        "event_note": "Note",
+        "event_message_added": "Nouveau message",
+        "event_message_sent": "Message envoyé",
+        "event_delivery_problem": "Problème de distribution",
+        "event_transcribed": "Enregistrement transcrit",
+        "event_transcription_failed": "Transcription échouée",
+        "all": "tous",
+        "t_status": "État",
+        "t_level": "Niveau",
+        "t_urgency": "Urgence",
+        "t_assignee": "Attribué à",
+        "t_channel": "Canal",
+        "t_received": "Reçu",
+        "t_respond_by": "Réponse avant le",
+        "t_resolve_by": "Résolution avant le",
+        "escalate_to": "Transmettre au {level}",
+        "reply_title": "Répondre à l'utilisateur par courriel",
+        "reply_to": "À",
+        "reply_no_address": "Aucune adresse de courriel n'est connue pour l'auteur du signalement : impossible de répondre par courriel.",
+        "reply_mail_off": "Le canal courriel est désactivé : les réponses par courriel ne peuvent pas être envoyées.",
+        "reply_text": "Texte de la réponse",
+        "reply_send": "Envoyer la réponse",
+        "reply_empty": "Écrivez le texte de la réponse.",
+        "reply_subject": "Nouvelles de votre demande",
+        "done_take": "Ticket pris en charge.",
+        "done_escalate": "Ticket transmis au niveau supérieur.",
+        "done_resolve": "Ticket résolu.",
+        "done_close": "Ticket clos.",
+        "done_reopen": "Ticket rouvert.",
+        "done_note": "Note ajoutée.",
+        "done_field": "Champ modifié.",
+        "done_reply": "Réponse envoyée par courriel.",
+    },
 }
 
 
@@ -296,6 +418,10 @@ class Texts:
     def __call__(self, key: str, **kw) -> str:
         text = self._texts.get(key) or TEXTS[DEFAULT].get(key) or key
         return text.format(**kw) if kw else text
+
+    def others(self) -> list[tuple[str, str]]:
+        """The other languages as (code, name in that language): the page's language switch."""
+        return [(code, LANGUAGE_NAMES[code]) for code in LANGUAGES if code != self.lang]
 
     def _coded(self, prefix: str, value) -> str:
         return self._texts.get(f"{prefix}{value}") or ("—" if value is None else str(value))
