@@ -301,7 +301,7 @@ def cmd_latency(args) -> dict:
                 need -= len(frames)
         blob = core.blobs.put(out.getvalue())
         contact = Contact(Channel.VOICE, f"bench-{run}-{time.time()}", language="en",
-                          attachments=(Attachment("answer-anomaly.wav", "audio/wav", blob, kind="recording"),))
+                          attachments=(Attachment("answer-anomaly.wav", "audio/wav", blob, kind="recording", question="anomaly"),))
         start = time.perf_counter()  # the recording has ended: the call hands it over now
         result = core.intake.submit(contact)
         with core.sessions() as s, s.begin():  # the intake enqueues the recording's job; older cores did not

@@ -2,8 +2,8 @@
 channel, or an `.eml` file for email.
 
 JSON keys: `external_id` (default: the SHA-256 of the file, so submitting the same file twice is one
-contact), `sender` {name, email, phone}, `subject`, `text`, `language`, `answers` {name|asset|anomaly|urgent:
-{value, source, confidence}}, `thread` {message_id, in_reply_to, references, ticket_number}.
+contact), `sender` {name, email, phone}, `subject`, `text`, `language`, `answers` {name|asset|anomaly:
+{value, source, confidence}}, `urgent` (true | false), `thread` {message_id, in_reply_to, references, ticket_number}.
 """
 
 from __future__ import annotations
@@ -23,9 +23,13 @@ def contact_from_dict(data: dict[str, Any], channel: str, *, default_id: str, ra
     sender = data.get("sender") or {}
     thread = data.get("thread") or {}
     answers = {}
+    urgent = data.get("urgent")
     for key, a in (data.get("answers") or {}).items():
         if isinstance(a, str):
             a = {"value": a}
+        if key == "urgent":  # older files gave the yes/no as an answer
+            urgent = a["value"]
+            continue
         answers[key] = Answer(str(a["value"]), a.get("source", "form" if channel == "web" else "transcript"), float(a.get("confidence", 1.0)))
     return Contact(
         channel=Channel(channel),
@@ -41,8 +45,20 @@ def contact_from_dict(data: dict[str, Any], channel: str, *, default_id: str, ra
             ticket_number=thread.get("ticket_number"),
         ),
         answers=answers,
+        urgent=_yes_no(urgent),
         raw=raw,
     )
+
+
+def _yes_no(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "y", "on", "si", "sì", "oui"}:
+        return True
+    if text in {"0", "false", "no", "n", "off", "non"}:
+        return False
+    raise ValueError(f"urgent: expected true or false, not {value!r}")
 
 
 def contact_from_file(path: Path, channel: str, blobs: BlobStore) -> Contact:

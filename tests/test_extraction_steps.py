@@ -159,8 +159,10 @@ def test_urgency_cues(text, urgency):
 
 
 def test_the_ivr_urgency_answer_decides_when_yes():
-    c = Contact(channel=Channel.VOICE, external_id="c9", answers={"urgent": Answer("sì", "transcript", 0.9)})
+    c = Contact(channel=Channel.VOICE, external_id="c9", urgent=True)
     assert run("set_urgency", c, "clean_text").fields["urgency"].value == "critical"
+    c = Contact(channel=Channel.VOICE, external_id="c10", urgent=False)
+    assert run("set_urgency", c, "clean_text").fields["urgency"].value == "normal"
 
 
 def test_pipeline_is_data_and_unknown_steps_are_refused():

@@ -166,8 +166,8 @@ def test_a_voice_contact_is_identified_by_caller_id_and_answers(core):
         answers={
             "asset": Answer("la postazione dell'anagrafe", "transcript", 0.8),
             "anomaly": Answer("il computer non si accende", "transcript", 0.7),
-            "urgent": Answer("no", "transcript", 0.9),
         },
+        urgent=False,
     )
     r = core.intake.submit(contact)
     with core.sessions() as s:

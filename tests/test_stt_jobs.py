@@ -32,7 +32,7 @@ def queue_of(core, lease: float = 30.0, backoff: float = 0.2) -> JobQueue:
 def call(core, recordings: dict[str, bytes], call_id: str = "call-1") -> tuple[int, list[int]]:
     """A call as the voice channel delivers it: recordings in the blob store, then the contact, whose intake
     transaction enqueues one job per recording."""
-    atts = tuple(Attachment(f"answer-{q}.wav", "audio/wav", core.blobs.put(data), kind="recording") for q, data in recordings.items())
+    atts = tuple(Attachment(f"answer-{q}.wav", "audio/wav", core.blobs.put(data), kind="recording", question=q) for q, data in recordings.items())
     result = core.intake.submit(Contact(Channel.VOICE, call_id, sender=Sender(phone="+39 055 000 0000"), language="en", attachments=atts))
     with core.sessions() as s:
         ids = list(s.scalars(select(TranscriptionJob.id).where(TranscriptionJob.message_id == result.message_id).order_by(TranscriptionJob.id)))
@@ -87,7 +87,7 @@ def test_job_commits_with_its_recording_or_not_at_all(sqlite_core):
     msg_id = job(core, ids[0]).message_id
     with pytest.raises(RuntimeError):
         with core.sessions() as s, s.begin():
-            s.add(StoredAttachment(message_id=msg_id, kind="recording", filename="answer-name.wav", content_type="audio/wav", sha256="ab" * 32, size=1))
+            s.add(StoredAttachment(message_id=msg_id, kind="recording", filename="answer-name.wav", content_type="audio/wav", sha256="ab" * 32, size=1, question="name"))
             s.flush()
             assert len(enqueue_recordings(s, msg_id)) == 1
             raise RuntimeError("the call's IVR crashed before the commit")
@@ -324,7 +324,7 @@ def test_asset_answers_are_decoded_against_the_inventory_grammar(sqlite_core, tm
     def ko(text: str) -> bytes:
         return subprocess.run(["espeak-ng", "-v", "ko", "--stdout", text], check=True, capture_output=True).stdout
 
-    atts = tuple(Attachment(f"answer-{q}.wav", "audio/wav", core.blobs.put(d), kind="recording") for q, d in (("asset", ko("컴퓨터")),))
+    atts = tuple(Attachment(f"answer-{q}.wav", "audio/wav", core.blobs.put(d), kind="recording", question=q) for q, d in (("asset", ko("컴퓨터")),))
     result = core.intake.submit(Contact(Channel.VOICE, "call-ko", sender=Sender(phone="+39 055 000 0001"), language="ko", attachments=atts))
     w = Worker(queue_of(core), core.blobs, transcriber, name="w-ko", default_language="ko", poll_seconds=0.05, phrases=phrases)
     while w.run_once():

@@ -42,6 +42,9 @@ class Attachment:
     kind: str = "attachment"  # "attachment" | "recording"
     # Why the content is not kept (over the size limit, undecodable part); `blob` is None then.
     note: str | None = None
+    # The desk's question a recording answers ("name", "asset", "anomaly", …), as the channel knows it: the
+    # core never reads it from the file name.
+    question: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +68,15 @@ class ThreadHints:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A structured answer to one of the desk's questions (a form field, an IVR answer's transcript)."""
+    """A structured answer to one of the desk's questions (a form field, an IVR answer's transcript).
+
+    Sources: "form" (typed by the user), "transcript" (speech to text), "caller_id" (the directory entry of the
+    calling number, confirmed by the caller), "caller" (what the caller confirmed after hearing it read back:
+    certain, confidence 1.0; for "asset" the value is the asset's tag).
+    """
 
     value: str
-    source: str  # "form" | "transcript" | ...
+    source: str
     confidence: float = 1.0
 
 
@@ -82,12 +90,14 @@ class Contact:
     sender: Sender = field(default_factory=Sender)
     subject: str | None = None
     text: str = ""
-    language: str | None = None  # "it" | "en" when known
+    language: str | None = None  # "it" | "fr" | "en" when known
     attachments: tuple[Attachment, ...] = ()
     thread: ThreadHints = field(default_factory=ThreadHints)
     raw: BlobRef | None = None  # the stored raw input (the .eml, the form post, the call log)
-    # Structured answers keyed by question: "name", "asset", "anomaly", "urgent" (form fields, IVR answers).
+    # Structured answers keyed by question: "name", "asset", "anomaly" (form fields, IVR answers).
     answers: dict[str, Answer] = field(default_factory=dict)
+    # The answer to "is the whole office blocked?" (an IVR key, a form checkbox); None when not asked.
+    urgent: bool | None = None
     # What the channel says about the contact, not the user's words ("phone call, 3 recorded answers"): shown
     # to operators as the message's text when there is no text, never mined by extraction.
     note: str | None = None

@@ -243,18 +243,17 @@ def set_urgency(x: Extraction) -> None:
     """Urgency from the desk's question ("is the whole office blocked?") or from cues in the text (Italian and
     English); a negated cue ("non urgente") wins over the plain one. No cue: left for the operator."""
     c = x.contact
-    if (answer := c.answers.get("urgent")) is not None:
-        yes = fold(answer.value).strip() in {"1", "si", "sì", "yes", "true", "on", "y"}
-        if yes:
-            x.set("urgency", "critical", answer.confidence * 0.9, answer.source)
-            return
+    answered = "dtmf" if c.channel == "voice" else "form"
+    if c.urgent:
+        x.set("urgency", "critical", 0.9, answered)
+        return
     text = fold(f"{x.subject}\n{x.cleaned.body if x.cleaned else c.text}")
     for level, cue in _URGENCY_CUES:
         if cue.search(text):
             x.set("urgency", level, 0.8, "body" if c.channel != "voice" else "transcript")
             return
-    if answer is not None:  # asked and told "no": an ordinary problem
-        x.set("urgency", "normal", answer.confidence * 0.8, answer.source)
+    if c.urgent is False:  # asked and told "no": an ordinary problem
+        x.set("urgency", "normal", 0.8, answered)
 
 
 STEPS: dict[str, Step] = {

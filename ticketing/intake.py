@@ -366,4 +366,5 @@ def _stored(a: Attachment, message_id: int) -> dict:
         size=a.blob.size if a.blob else None,
         sha256=a.blob.sha256 if a.blob else None,
         note=a.note,
+        question=a.question,
     )

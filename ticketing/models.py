@@ -193,6 +193,7 @@ class StoredAttachment(Base):
     size: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(Text)
+    question: Mapped[str | None] = mapped_column(String(20))  # the desk's question a recording answers
 
     message: Mapped[Message] = relationship(back_populates="attachments")
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Callable
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, func, or_, select, update
@@ -105,12 +104,6 @@ def enqueue(
     return job
 
 
-def question_of(filename: str) -> str:
-    """The question a recording answers, from the voice channel's file names: `answer-name.wav` -> "name"."""
-    stem = PurePosixPath(filename).stem.lower()
-    return stem.split("-", 1)[1] if stem.startswith("answer-") and "-" in stem else "recording"
-
-
 def enqueue_recordings(session: Session, message_id: int, language: str | None = None, max_attempts: int = 5) -> list[TranscriptionJob]:
     """A job for each stored recording of a message that has none yet (idempotent: the intake hook)."""
     rows = session.execute(
@@ -128,7 +121,7 @@ def enqueue_recordings(session: Session, message_id: int, language: str | None =
                 session,
                 ticket_id=ticket_id,
                 blob_sha256=att.sha256,
-                question=question_of(att.filename),
+                question=att.question or "recording",  # the channel said which question; else only a transcript
                 language=language or att.message.language,
                 message_id=message_id,
                 attachment_id=att.id,

@@ -26,10 +26,9 @@ def report_to_contact(report: Report, received_at: datetime | None = None) -> Co
     }
     if report.confirmed_name and "name" not in answers:
         answers["name"] = Answer(report.confirmed_name, "caller_id", 1.0)
-    if report.urgent is not None:
-        answers["urgent"] = Answer("sì" if report.urgent else "no", "dtmf", 1.0)
     attachments = tuple(
-        Attachment(f"answer-{question}.wav", "audio/wav", blob, kind="recording") for question, blob in report.recordings.items()
+        Attachment(f"answer-{question}.wav", "audio/wav", blob, kind="recording", question=question)
+        for question, blob in report.recordings.items()
     )
     note = " (the caller hung up before the end)" if report.abandoned else ""
     return Contact(
@@ -43,4 +42,5 @@ def report_to_contact(report: Report, received_at: datetime | None = None) -> Co
         language=report.language,
         attachments=attachments,
         answers=answers,
+        urgent=report.urgent,
     )

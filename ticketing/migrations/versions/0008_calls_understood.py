@@ -16,8 +16,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    # The desk's question a recording answers, given by the channel (no longer parsed from its file name).
+    with op.batch_alter_table('attachments', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('question', sa.String(length=20), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('attachments', schema=None) as batch_op:
+        batch_op.drop_column('question')
