@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from ticketing import storage
+from ticketing import extraction, storage
 from ticketing.contact import Contact
 from ticketing.desk import Desk
 from ticketing.intake import DirectoryCache, IntakeResult, IntakeService
@@ -71,6 +71,8 @@ class ChannelContext:
     record_outbound: Callable[..., int] | None = None  # note a message the desk sent, so replies thread back
     desk: Desk | None = None  # the operators' queries and actions (web channel)
     shared: Shared = field(default_factory=Shared)  # what channels offer one another (see Shared)
+    # (question, text, language) -> the core's reading of one spoken answer (the IVR's confirmation)
+    interpret: Callable[[str, str, str], Any] | None = None
 
 
 class SchemaNotReady(RuntimeError):
@@ -135,4 +137,5 @@ def channel_context(core: Core, settings: Any) -> ChannelContext:
         record_outbound=core.intake.record_outbound,
         desk=core.desk,
         shared=core.shared,
+        interpret=lambda question, text, language: extraction.interpret_answer(question, text, core.intake.directory.get(), language),
     )
