@@ -1,8 +1,10 @@
 """Wiring: builds the core from the configuration, in one place, and hands channels only what they need.
 
 `Core` is the typed dependency record every command and channel is built from. Channels never receive it
-whole: `ChannelContext` gives an adapter a place to deliver contacts (`deliver`), the blob store for the
-bytes it receives, its own configuration section, and `Shared`, the few things channels offer one another.
+whole: `ChannelContext` gives an adapter typed ports (`ticketing.ports`): the intake (where contacts go), the
+desk queries the web needs, the phone-status lookup the IVR needs; the blob store for the bytes it receives;
+its own configuration section and the few core values a channel needs (the number prefix, the data
+directory), and `Shared`, what channels offer one another, filled here from what each loaded channel offers.
 """
 
 from __future__ import annotations
@@ -16,31 +18,44 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from ticketing import extraction, storage
-from ticketing.contact import Contact
+from ticketing import storage
 from ticketing.desk import Desk
-from ticketing.intake import DirectoryCache, IntakeResult, IntakeService
+from ticketing.intake import DirectoryCache, IntakeService
 from ticketing.inventory import import_assets, import_users
 from ticketing.lifecycle import Lifecycle, SlaTarget
 from ticketing.models import Asset, User
 from ticketing.operators import Accounts
+from ticketing.ports import DeskPort, IntakePort, OutboundMail, PhoneStatus
 
 from .config import Config
 
 log = logging.getLogger("gateway")
 
+ASGIApp = Callable[..., Any]  # an ASGI application (scope, receive, send)
+
 
 @dataclass
 class Shared:
-    """What channels offer one another, connected here and nowhere else.
+    """What channels offer one another, filled by `offer()` here (after each channel's load) and nowhere else.
 
     `http_mounts`: ASGI apps another channel contributes to the web server, by path prefix (the Twilio
-    webhooks of the voice channel live on the web app). `mail`: the email channel's outgoing mail, for
-    acknowledgements of contacts that came another way and for operators' replies (None when email is off).
+    webhooks of the voice channel live on the web app). `mail`: the desk's outgoing mail (the email channel's
+    sender), for acknowledgements of contacts that came another way and for operators' replies (None when
+    email is off).
     """
 
-    http_mounts: dict[str, Any] = field(default_factory=dict)
-    mail: Any | None = None
+    http_mounts: dict[str, ASGIApp] = field(default_factory=dict)
+    mail: OutboundMail | None = None
+
+    def offer(self, service: Any) -> None:
+        """Take what a loaded channel service offers the others: its `http_mounts` and its `mail`, if any."""
+        for prefix, app in (getattr(service, "http_mounts", None) or {}).items():
+            if prefix in self.http_mounts:
+                raise ValueError(f"two channels offer the web path {prefix}")
+            self.http_mounts[prefix] = app
+        mail = getattr(service, "mail", None)
+        if mail is not None:
+            self.mail = mail
 
 
 @dataclass
@@ -55,24 +70,25 @@ class Core:
     shared: Shared = field(default_factory=Shared)
 
     def close(self) -> None:
+        self.intake.close()
         self.engine.dispose()
 
 
 @dataclass(frozen=True)
 class ChannelContext:
-    """What a channel adapter is given: where to send contacts, where to keep bytes, its settings."""
+    """What a channel adapter is given: typed ports, where to keep bytes, its settings, a few core values."""
 
-    deliver: Callable[[Contact], IntakeResult]
-    deliver_many: Callable[[list[Contact]], list[IntakeResult]]
-    reject: Callable[..., int]
+    intake: IntakePort  # deliver / deliver_many / deliver_future / reject / record_outbound
     blobs: storage.BlobStore
-    settings: Any
-    core_config: Config
-    record_outbound: Callable[..., int] | None = None  # note a message the desk sent, so replies thread back
-    desk: Desk | None = None  # the operators' queries and actions (web channel)
+    settings: Any  # the channel's own section of the configuration
+    number_prefix: str  # ticket numbers: "HD" in HD-2026-000123
+    data_dir: Path  # where a channel keeps its own files (call spool, Kamailio run directory)
+    desk: DeskPort | None = None  # the operators' queries and actions (web channel)
+    phone: PhoneStatus | None = None  # caller names, ticket status by phone (voice channel)
     shared: Shared = field(default_factory=Shared)  # what channels offer one another (see Shared)
-    # (question, text, language) -> the core's reading of one spoken answer (the IVR's confirmation)
-    interpret: Callable[[str, str, str], Any] | None = None
+    # The whole configuration as JSON with this channel's section replaced, for a worker process the channel
+    # starts (the SIP workers) to build its own core from.
+    worker_config: Callable[[Any], str] | None = None
 
 
 class SchemaNotReady(RuntimeError):
@@ -127,15 +143,20 @@ def seed_directory(core: Core) -> None:
 
 
 def channel_context(core: Core, settings: Any) -> ChannelContext:
+    section = next((n for n in ("email", "web", "voice") if getattr(core.config, n) is settings), None)
+
+    def worker_config(own: Any) -> str:
+        update = {section: own} if section else {}
+        return core.config.model_copy(update=update).model_dump_json()
+
     return ChannelContext(
-        deliver=core.intake.submit,
-        deliver_many=core.intake.submit_many,
-        reject=core.intake.reject,
+        intake=core.intake,
         blobs=core.blobs,
         settings=settings,
-        core_config=core.config,
-        record_outbound=core.intake.record_outbound,
+        number_prefix=core.config.ticketing.number_prefix,
+        data_dir=Path(core.config.storage.data_dir),
         desk=core.desk,
+        phone=core.desk,
         shared=core.shared,
-        interpret=lambda question, text, language: extraction.interpret_answer(question, text, core.intake.directory.get(), language),
+        worker_config=worker_config,
     )

@@ -74,7 +74,13 @@ async def serve(core: Core, stop: asyncio.Event | None = None) -> None:
     try:
         # Load every channel before starting any: a channel may offer another something at load time (the
         # voice channel's Twilio webhooks are served by the web channel).
-        loaded = [(name, load_channel(core, name)) for name in enabled_channels(core.config)]
+        loaded = []
+        for name in enabled_channels(core.config):
+            service = load_channel(core, name)
+            core.shared.offer(service)
+            loaded.append((name, service))
+        if core.shared.http_mounts and not core.config.web.enabled:
+            log.warning("web paths %s are offered but the web channel is off: nothing serves them", sorted(core.shared.http_mounts))
         for name, service in loaded:
             await service.start()
             started.append(service)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import smtplib
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
@@ -49,10 +48,7 @@ def start(core, sink_port: int, **ack):
         smtp={"port": free_port(), "parse_workers": 0},
         ack={"enabled": True, "relay_port": sink_port, **ack},
     )
-    # The context as the gateway would give it once ChannelContext carries record_outbound.
-    ctx = SimpleNamespace(**{f: getattr(channel_context(core, settings), f) for f in ("deliver", "deliver_many", "reject", "blobs", "settings", "core_config")})
-    ctx.record_outbound = core.intake.record_outbound
-    channel, stop = run_in_thread(lambda: load(ctx))
+    channel, stop = run_in_thread(lambda: load(channel_context(core, settings)))
     return settings.smtp.port, stop
 
 

@@ -45,7 +45,9 @@ def sip(tmp_path_factory):
     settings = VoiceSettings(
         enabled=True,
         prompts_dir=PROMPTS,
-        sip={"port": 0, "rtp_port": 0, "ack_timeout_seconds": ACK_TIMEOUT, "log_level": 3},
+        # Every test caller is 127.0.0.1: room for the four calls a worker takes (the limits have their own tests).
+        sip={"port": 0, "rtp_port": 0, "ack_timeout_seconds": ACK_TIMEOUT, "log_level": 3,
+             "limits": {"calls_per_source": 4, "attempts_burst": 40}},
         ivr={"gather_timeout": GATHER_TIMEOUT},
     )
     service = SipService(channel_context(core, settings), settings, tmp / "calls" / "sip")

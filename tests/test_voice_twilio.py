@@ -235,6 +235,7 @@ def gateway(tmp_path, prompts, recordings):
                     "download_backoff_seconds": 0.05, **(twilio or {})},
         )
         channel = voice.load(channel_context(core, settings))
+        core.shared.offer(channel)  # as gateway/service.py does after each channel's load
         asyncio.run(channel.start())
         service = web.load(channel_context(core, WebSettings(port=0, cookie_secure=False)))
         server = ServerThread(service.app)

@@ -196,6 +196,9 @@ class IntakeService:
                 self.lifecycle.reopen(target, actor, "the user wrote again")
                 reopened = True
                 session.flush()
+            elif target.status == "waiting":  # the answer the desk waited for (the user's, a vendor's): the clock runs again
+                self.lifecycle.resume(target, actor, f"{target.waiting_for or 'user'} answered")
+                session.flush()
             conn = session.connection()
             message_id = self._insert_message(conn, contact, target.id)
             conn.execute(
@@ -254,8 +257,9 @@ class IntakeService:
     # -- building rows -------------------------------------------------------------------------------------
     def _new_ticket(self, contact: Contact, x: Extraction, now) -> dict:
         urgency = x.fields["urgency"].value or "normal"
-        sla = Ticket(created_at=now, urgency=urgency, level=1, asset_id=x.asset_id)
-        self.lifecycle.recompute(sla, now, criticality=x.asset_criticality)
+        user_id = x.user.id if x.user else None
+        sla = Ticket(created_at=now, urgency=urgency, level=1, status="new", asset_id=x.asset_id, reporter_user_id=user_id)
+        self.lifecycle.recompute(sla, now, criticality=x.asset_criticality, reporter_email=x.fields["reporter_email"].value if "reporter_email" in x.fields else contact.sender.email)
         return dict(
             created_at=now,
             updated_at=now,
@@ -263,13 +267,11 @@ class IntakeService:
             status="new",
             level=1,
             urgency=urgency,
-            priority=sla.priority,
-            reporter_user_id=x.user.id if x.user else None,
+            reporter_user_id=user_id,
             asset_id=x.asset_id,
             language=x.language,
-            respond_by=sla.respond_by,
-            resolve_by=sla.resolve_by,
             pin=f"{secrets.randbelow(10000):04d}",
+            **self.lifecycle.derived(sla),  # priority, organisation, due times: Lifecycle.recompute's
         )
 
     @staticmethod

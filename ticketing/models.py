@@ -69,6 +69,8 @@ class Asset(Base):
     serial: Mapped[str | None] = mapped_column(String(100))
     location: Mapped[str | None] = mapped_column(String(200))
     criticality: Mapped[str] = mapped_column(String(10), default="medium")  # low | medium | high | critical
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))  # issue 12: ticketing/organisations.py
+    support_groups: Mapped[dict] = mapped_column(default=dict)  # {"2": group name, "3": ...}: ticketing/groups.py
 
 
 class User(Base):
@@ -81,6 +83,7 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(320), unique=True)
     phones: Mapped[list] = mapped_column(default=list)  # as written; compare through contact.normalise_phone
     department: Mapped[str | None] = mapped_column(String(200))
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
 
 
 class Ticket(Base):
@@ -107,6 +110,17 @@ class Ticket(Base):
     respond_by: Mapped[datetime | None]
     resolve_by: Mapped[datetime | None]
     pin: Mapped[str | None] = mapped_column(String(8))  # for status checks by phone
+    # The service desk after intake (issue 12): who serves it, and the SLA clock's state (ticketing/sla.py).
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("support_groups.id"))
+    level_since: Mapped[datetime | None]  # when it reached its level: the respond clock starts there
+    responded_at: Mapped[datetime | None]  # first response at the current level
+    first_response_at: Mapped[datetime | None]
+    waiting_for: Mapped[str | None] = mapped_column(String(10))  # "user" | "vendor" while waiting
+    waiting_since: Mapped[datetime | None]  # the clock is paused since then
+    paused_minutes: Mapped[float] = mapped_column(Float, default=0.0)  # working minutes of finished pauses
+    sla_next_check: Mapped[datetime | None]  # the next warning or breach instant (the background check's index)
+    sla_alerts: Mapped[list] = mapped_column(default=list)  # raised so far: "respond.warning", "resolve.breached", ...
 
     fields: Mapped[list[TicketField]] = relationship(
         back_populates="ticket", cascade="all, delete-orphan", order_by="TicketField.name"
@@ -118,6 +132,10 @@ class Ticket(Base):
         Index("ix_tickets_queue", "status", "level", "priority", "created_at"),
         Index("ix_tickets_channel", "channel"),
         Index("ix_tickets_asset", "asset_id"),
+        Index("ix_tickets_sla_next_check", "sla_next_check"),
+        Index("ix_tickets_organisation", "organisation_id", "status"),
+        Index("ix_tickets_group", "group_id", "status"),
+        Index("ix_tickets_order", "priority", "created_at", "id"),
         {"sqlite_autoincrement": True},  # ticket numbers come from the id: never reuse one
     )
 
@@ -257,3 +275,4 @@ class WebhookCursor(Base):
 
 # Tables defined beside the service that owns them; imported here so that Base.metadata has every table.
 from . import operators, transcription  # noqa: E402,F401
+from . import audit, groups, organisations  # noqa: E402,F401  (issue 12: the service desk after intake)

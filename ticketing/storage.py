@@ -2,9 +2,13 @@
 
 SQLite is the embedded default. Each connection is put in WAL mode with `synchronous=FULL` so a commit is on
 disk when it returns: the channels answer "accepted" (SMTP 250, HTTP 201) only after the commit, so a commit
-must survive a power cut, not only a crash of the process. Writers take the write lock at BEGIN
-(`BEGIN IMMEDIATE`) so two processes never deadlock upgrading a read lock, and wait for it (busy timeout)
-rather than fail.
+must survive a power cut, not only a crash of the process.
+
+Only write transactions take SQLite's write lock at BEGIN (`BEGIN IMMEDIATE`), so two writers never fail
+upgrading a read snapshot, and wait for the lock (busy timeout) rather than fail. A write transaction is one
+opened explicitly (`with sessions() as s, s.begin():`, `transaction(sessions)`); a session that only reads
+(autobegin) opens a deferred `BEGIN` and reads its WAL snapshot beside the writers: the desk's poll, the
+pollers of webhooks and outbox and a held-open report never queue behind intake, nor make it wait.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransactionOrigin, sessionmaker
 
 from .contact import BlobRef
 
@@ -46,17 +50,32 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
-        # pysqlite's own transaction handling is off (isolation_level=None): SQLAlchemy's BEGIN is ours.
+        # pysqlite's own transaction handling is off (isolation_level=None): SQLAlchemy's BEGIN is ours. Deferred:
+        # a reader takes no lock; `make_sessionmaker` turns an explicit (write) transaction into BEGIN IMMEDIATE.
         @event.listens_for(engine, "begin")
         def _begin(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN")
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    """Sessions on `engine`. On SQLite, `session.begin()` (a write transaction) takes the write lock at once."""
+    maker = sessionmaker(engine, expire_on_commit=False)
+    if engine.dialect.name == "sqlite":
+        event.listen(maker, "after_begin", _write_lock_for_explicit_begin)
+    return maker
+
+
+def _write_lock_for_explicit_begin(session: Session, transaction, connection) -> None:
+    root = transaction
+    while root.parent is not None:
+        root = root.parent
+    if root.origin is SessionTransactionOrigin.BEGIN:
+        # The deferred BEGIN just emitted has read nothing yet: trading it for BEGIN IMMEDIATE costs no I/O.
+        connection.exec_driver_sql("ROLLBACK")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def alembic_config(url: str):

@@ -18,8 +18,9 @@ log = logging.getLogger("channels.email")
 class EmailChannel:
     name = "email"
 
-    def __init__(self, services: list[Any]):
+    def __init__(self, services: list[Any], mail: Any = None):
         self.services = services
+        self.mail = mail  # the outgoing mail, offered to the other channels (gateway/app.py: Shared.offer)
 
     async def start(self) -> None:
         await start_all(self.services)
@@ -30,18 +31,13 @@ class EmailChannel:
 
 def load(ctx) -> EmailChannel:
     settings: EmailSettings = ctx.settings
-    prefix = ctx.core_config.ticketing.number_prefix
+    prefix = ctx.number_prefix
     acks = None
-    # IntakeService.record_outbound, when the context offers it: the acknowledgement's Message-ID is then known
-    # to threading (without it a reply still threads by the subject tag).
-    record_outbound = getattr(ctx, "record_outbound", None)
     if settings.ack.enabled:
         from .ack import AckSender
 
-        acks = AckSender(settings.ack, record_outbound=record_outbound, own_addresses=tuple(settings.addresses))
-        shared = getattr(ctx, "shared", None)
-        if shared is not None:  # other channels acknowledge and reply by email through it
-            shared.mail = acks
+        # record_outbound: the acknowledgement's Message-ID is known to threading (a reply threads by it).
+        acks = AckSender(settings.ack, record_outbound=ctx.intake.record_outbound, own_addresses=tuple(settings.addresses))
 
     def on_committed(handled: list[Handled]) -> None:
         if acks is not None:
@@ -54,8 +50,8 @@ def load(ctx) -> EmailChannel:
         services.append(
             SmtpReceiver(
                 settings,
-                deliver_many=ctx.deliver_many,
-                reject=ctx.reject,
+                deliver_many=ctx.intake.deliver_many,
+                reject=ctx.intake.reject,
                 blobs_root=ctx.blobs.root,
                 prefix=prefix,
                 on_committed=on_committed,
@@ -67,12 +63,12 @@ def load(ctx) -> EmailChannel:
         services.append(
             ImapFetcher(
                 mailbox,
-                deliver_many=ctx.deliver_many,
-                reject=ctx.reject,
+                deliver_many=ctx.intake.deliver_many,
+                reject=ctx.intake.reject,
                 blobs=ctx.blobs,
                 max_attachment=settings.max_attachment_bytes,
                 prefix=prefix,
                 on_committed=on_committed,
             )
         )
-    return EmailChannel(services)
+    return EmailChannel(services, mail=acks)

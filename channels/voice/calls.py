@@ -6,19 +6,21 @@ intake record, `Lookup` reads a ticket's status by phone — so a transport only
 `Play`, `Gather`, `Record`, `SayDigits`, `Transfer`, `Hangup`.
 
 Durability. Each call has a spool directory, `<spool>/<hash of the call id>/`, holding the recordings as the
-transport writes them (`recording_path(question)`) and the flow's state after every step (`state.pickle`).
-When the report is delivered, the directory goes. A process killed mid-call leaves it behind: `recover()`,
-run when the transport starts, repairs the recordings' WAV headers (a recorder killed mid-write never
-finalised them) and delivers what the caller said as an abandoned call. The call id is the contact's external
-id, so a call delivered twice (a retried webhook, a recovery after a late crash) still makes one ticket.
+transport writes them (`recording_path(question)`) and the flow's state after every step (`state.json`,
+versioned and fsynced: `spool.py`). When the report is delivered, the directory goes. A process killed
+mid-call leaves it behind: `recover()`, run when the transport starts and then periodically, repairs the
+recordings' WAV headers (a recorder killed mid-write never finalised them) and delivers what the caller said
+as an abandoned call. The call id is the contact's external id, so a call delivered twice (a retried webhook,
+a recovery after a late crash) still makes one ticket.
+A spool this code cannot read (a corrupt or foreign state file, an unknown version, recordings without a
+state) is never deleted: it moves to `<spool>/quarantine/`, recordings and all, and is recorded as a rejection
+with fault `ours` (the channel's `reject` port), where an operator sees it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import pickle
 import shutil
 import threading
 import time
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ticketing.contact import BlobRef, Contact
+from ticketing.contact import BlobRef, Channel, Contact, Sender
 
 from .flow import (
     Action,
@@ -49,12 +51,15 @@ from .flow import (
     Understand,
     Understood,
 )
+from . import spool as spooled
 from .report import report_to_contact
 
 log = logging.getLogger("channels.voice.calls")
 
 MEDIA_ACTIONS = (Play, Gather, Record, SayDigits, Transfer, Hangup)
-STATE_FILE = "state.pickle"
+STATE_FILE = spooled.STATE_FILE
+QUARANTINE = "quarantine"
+LEGACY_STATE_FILES = ("state.pickle",)  # written by earlier versions: never unpickled, quarantined
 
 
 @dataclass(frozen=True)
@@ -149,9 +154,7 @@ class CallSession:
             return  # delivered: nothing left to recover
         if not self.dir.exists():
             return
-        tmp = self.dir / (STATE_FILE + ".tmp")
-        tmp.write_bytes(pickle.dumps({"call_id": self.call_id, "caller_id": self.caller_id, "flow": self.flow}))
-        os.replace(tmp, self.dir / STATE_FILE)
+        spooled.write_durably(self.dir / STATE_FILE, spooled.dumps(self.call_id, self.caller_id, self.flow))
 
 
 class Calls:
@@ -162,6 +165,7 @@ class Calls:
         *,
         deliver: Callable[[Contact], object],
         desk,
+        reject: Callable[..., int] | None = None,
         blobs,
         spool: Path,
         flow_settings: FlowSettings | None = None,
@@ -170,6 +174,7 @@ class Calls:
         understand: Callable[[str, BlobRef, str], Understood] | None = None,
     ):
         self.deliver, self.desk, self.blobs = deliver, desk, blobs
+        self.reject = reject  # where a spool that cannot be read is recorded (fault "ours")
         self.spool = Path(spool)
         self.spool.mkdir(parents=True, exist_ok=True)
         self.flow_settings = flow_settings or FlowSettings()
@@ -203,10 +208,13 @@ class Calls:
         state = self.spool / _dirname(call_id) / STATE_FILE
         if not state.exists():
             return None
-        saved = _load_state(state)
-        if saved is None or saved["call_id"] != call_id:
+        try:
+            saved = spooled.loads(state.read_bytes(), self.flow_settings)
+        except (OSError, spooled.SpoolError):
+            return None  # recover() quarantines it
+        if saved.call_id != call_id:
             return None
-        session = CallSession(self, call_id, saved["caller_id"], saved["flow"], state.parent)
+        session = CallSession(self, call_id, saved.caller_id, saved.flow, state.parent)
         with self._lock:
             self._open[call_id] = session
         return session
@@ -248,7 +256,7 @@ class Calls:
     def recover(self) -> int:
         """Deliver the calls a previous process left in the spool (killed mid-call). Returns how many."""
         delivered = 0
-        for directory in sorted(p for p in self.spool.iterdir() if p.is_dir()):
+        for directory in sorted(p for p in self.spool.iterdir() if p.is_dir() and p.name != QUARANTINE):
             with self._lock:
                 if any(s.dir == directory for s in self._open.values()):
                     continue
@@ -262,11 +270,20 @@ class Calls:
     def _recover_one(self, directory: Path) -> bool:
         if self.recover_after and time.time() - _last_change(directory) < self.recover_after:
             return False
-        saved = _load_state(directory / STATE_FILE)
-        if saved is None:
+        state = directory / STATE_FILE
+        if not state.exists():
+            if any(directory.glob("answer-*.wav")) or any((directory / name).exists() for name in LEGACY_STATE_FILES):
+                self._quarantine(directory, "no readable state beside the recordings")
+                return False
             shutil.rmtree(directory, ignore_errors=True)  # killed before the first step: nothing was said
             return False
-        flow: Flow = saved["flow"]
+        try:
+            saved = spooled.loads(state.read_bytes(), self.flow_settings)
+        except (OSError, spooled.SpoolError) as e:
+            self._quarantine(directory, str(e))
+            return False
+        call_id = saved.call_id
+        flow: Flow = saved.flow
         report = flow.report
         if report is None or flow.submitted:
             shutil.rmtree(directory, ignore_errors=True)
@@ -277,15 +294,40 @@ class Calls:
             if info.blob is not None and info.seconds >= 0.5:
                 report.recordings[question] = info.blob
                 if info.repaired:
-                    log.info("call %s: recording %s repaired from its data length", saved["call_id"], wav.name)
+                    log.info("call %s: recording %s repaired from its data length", call_id, wav.name)
         if not report.recordings:
             shutil.rmtree(directory, ignore_errors=True)
             return False
         report.abandoned = True
         number, _ = self.submit(report)
-        log.warning("call %s was cut off (process stopped): delivered as %s", saved["call_id"], number)
+        log.warning("call %s was cut off (process stopped): delivered as %s", call_id, number)
         shutil.rmtree(directory, ignore_errors=True)
         return True
+
+    def _quarantine(self, directory: Path, why: str) -> Path:
+        """Move an unreadable call spool aside, recordings and all, once it is recorded where an operator sees it.
+
+        Recorded first: when the database is down the spool stays where it is and the next round tries again."""
+        target = self.spool / QUARANTINE / directory.name
+        if target.exists():
+            target = target.with_name(f"{directory.name}-{int(time.time())}")
+        reason = f"call spool unreadable ({why}); kept in {target}"
+        if self.reject is not None:
+            raw = None
+            for name in (STATE_FILE, *LEGACY_STATE_FILES):
+                try:
+                    raw = self.blobs.put((directory / name).read_bytes())
+                    break
+                except OSError:
+                    continue
+            recordings = len(list(directory.glob("answer-*.wav")))
+            contact = Contact(channel=Channel.VOICE, external_id=f"spool:{directory.name}", sender=Sender(), raw=raw,
+                              note=f"A call whose spool could not be read: {recordings} recording(s) kept.")
+            self.reject(contact, reason, fault="ours")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        directory.rename(target)  # same file system: atomic, nothing copied, nothing lost
+        log.error("%s", reason)
+        return target
 
     def _forget(self, session: CallSession) -> None:
         with self._lock:
@@ -304,10 +346,3 @@ def _last_change(directory: Path) -> float:
 def _dirname(call_id: str) -> str:
     return hashlib.sha256(call_id.encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
-
-def _load_state(path: Path) -> dict | None:
-    try:
-        saved = pickle.loads(path.read_bytes())
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError):
-        return None
-    return saved if isinstance(saved, dict) and "flow" in saved else None

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import signal
 import string
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("channels.voice.kamailio")
 
+# Kamailio is exec'd through the gateway's child shim, so it gets SIGTERM (and stops its own children) when the
+# gateway dies, kill -9 included (gateway/workers.py `exec`, gateway/children.py).
+DIE_WITH_PARENT = (sys.executable, "-m", "gateway.workers", "exec")
 TEMPLATE = Path(__file__).resolve().parents[2] / "config" / "kamailio" / "kamailio.cfg"
 MODULE_DIRS = ("/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/aarch64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules")
 
@@ -95,8 +100,9 @@ class KamailioProcess:
         self.check()
         cmd = [binary(self.kamailio), "-DD", "-E", "-f", str(self.rendered.config), "-Y", str(self.run_dir),
                "-P", str(self.run_dir / "kamailio.pid"), "-w", str(self.run_dir)]
+        env = {**os.environ, "HELPDESK_GATEWAY_PARENT_PID": str(os.getpid())}
         self.proc = await asyncio.create_subprocess_exec(
-            *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, start_new_session=True
+            *DIE_WITH_PARENT, *cmd, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, start_new_session=True
         )
         self._log_task = asyncio.create_task(self._relay_log(), name="kamailio-log")
         await asyncio.sleep(0.3)

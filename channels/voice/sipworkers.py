@@ -1,14 +1,22 @@
-"""Several call-handling processes behind Kamailio, for more calls than one pjsua2 endpoint takes.
+"""SIP is answered by supervised worker processes: pjsua2 never runs in the process that serves SMTP and the web.
 
-The pjsua2 wheel handles at most 4 calls per process, so `voice.sip.workers = N` (N > 1) runs N worker
-processes, each a complete `SipService` (its own endpoint, its own spool) on the ports after `voice.sip.port`,
-and Kamailio on `voice.sip.port` itself spreads the calls over them (config/kamailio/kamailio.cfg). A worker
-that dies is started again; at its start it delivers the calls it was killed in the middle of (its spool,
-`Calls.recover`), while Kamailio's OPTIONS probes keep new calls away from it until it answers again.
+pjlib aborts its whole process when its socket table runs dry (a flood of call set-ups) and the pjsua2 wheel
+takes at most 4 calls per process. So every call is carried by a worker process, a complete `SipService` (its
+own pjsua2 endpoint, its own spool `<spool>/sip-<index>`), and this supervisor, in the gateway, only starts
+them, watches them and starts again one that died:
+- `voice.sip.workers = 1` (the default): one worker listening on `voice.sip.port` itself, no Kamailio;
+- `voice.sip.workers = N > 1`: N workers on the ports after `voice.sip.port` and Kamailio on `voice.sip.port`
+  spreading the calls over them (config/kamailio/kamailio.cfg), its pike blocking flooding sources, its OPTIONS
+  probes keeping new calls away from a worker until it answers again.
+A worker that dies costs the calls it carried and nothing else: it is started again (after 1 s, longer when it
+keeps dying at once) and, at its start and then every minute, delivers the calls left in its spool
+(`Calls.recover`), so what those callers said still becomes tickets.
 
-A worker is `python -m channels.voice.sipworkers CONFIG_JSON INDEX`: it reads the gateway's configuration as the
-parent resolved it (file and environment), builds its own core on the same database, and answers SIP until
-SIGTERM. It prints `ready PORT` once it listens.
+A worker is `python -m gateway.workers sip CONFIG_JSON VOICE_JSON INDEX PORT` (its core is built in
+`gateway/`, like every process entry point): the gateway's configuration as the parent resolved it, the voice
+section this channel was given, its index and port. It dies with the gateway (`PR_SET_PDEATHSIG`, see
+gateway/children.py), prints `ready PORT` once it listens and answers until SIGTERM. `run_worker` below is
+what it runs once its core is built.
 """
 
 from __future__ import annotations
@@ -18,50 +26,101 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
+from typing import Callable
+
+from .build import recover_now, recover_periodically
+from .settings import VoiceSettings
 
 log = logging.getLogger("channels.voice.sipworkers")
 
+WORKER_ENTRY = ("-m", "gateway.workers", "sip")  # the worker's entry point, wired in gateway/workers.py
+PARENT_ENV = "HELPDESK_GATEWAY_PARENT_PID"  # gateway/children.py: the pid a child checks its parent against
+RTP_PORTS_PER_WORKER = 200  # pjsua's media port range per endpoint is 4 * max_calls * 2 + 100 (sip/endpoint.py)
+START_TIMEOUT = 60.0
+QUICK_DEATH = 10.0  # a worker that dies sooner than this after its start is started again more slowly
+MAX_RESTART_DELAY = 8.0  # so SIP answers again within ~10 s of a crash, however often it crashed before
 
-def worker_port(base: int, index: int) -> int:
-    return base + 1 + index
+
+def worker_port(base: int, index: int, workers: int) -> int:
+    return base if workers == 1 else base + 1 + index
+
+
+def worker_settings(voice: VoiceSettings, index: int, port: int) -> VoiceSettings:
+    """Worker `index`'s voice settings: its own SIP port and, when RTP ports are fixed and there are several
+    workers, its own RTP range. Behind Kamailio the caller's address comes in the proxy's header."""
+    sip = voice.sip
+    several = sip.workers > 1
+    rtp = sip.rtp_port + index * RTP_PORTS_PER_WORKER if sip.rtp_port and several else sip.rtp_port
+    limits = sip.limits.model_copy(update={"proxy": sip.host}) if several else sip.limits
+    own = sip.model_copy(update={"port": port, "workers": 1, "rtp_port": rtp, "limits": limits})
+    return voice.model_copy(update={"sip": own})
 
 
 class SipWorkers:
-    """The supervisor in the gateway process: N worker processes and the Kamailio in front of them."""
+    """The supervisor in the gateway process: the worker processes, and Kamailio in front of more than one."""
 
     name = "voice-sip-workers"
 
-    def __init__(self, ctx, settings, spool: Path, *, restart_delay: float = 1.0):
+    def __init__(self, ctx, settings: VoiceSettings, spool: Path, *, restart_delay: float = 1.0):
         self.ctx, self.settings, self.spool = ctx, settings, Path(spool)
         self.sip = settings.sip
         self.restart_delay = restart_delay
-        self.run_dir = Path(ctx.core_config.storage.data_dir) / "kamailio"
+        self.run_dir = Path(ctx.data_dir) / "kamailio"
         self.procs: dict[int, asyncio.subprocess.Process] = {}
+        self.started_at: dict[int, float] = {}
+        self.listening: dict[int, int] = {}  # index -> the port it answers on (known once it said "ready")
         self.kamailio = None
         self._watch: asyncio.Task | None = None
         self._stopping = False
         self.restarts = 0
 
     def local_calls(self) -> list:
-        return []  # each worker recovers its own spool when it starts
+        return []  # every worker recovers its own spool
 
     @property
     def ports(self) -> list[int]:
-        return [worker_port(self.sip.port, i) for i in range(self.sip.workers)]
+        """The workers' ports (with one worker and `voice.sip.port = 0`, the port it bound)."""
+        n = self.sip.workers
+        return [self.listening.get(i) or worker_port(self.sip.port, i, n) for i in range(n)]
+
+    @property
+    def port(self) -> int:
+        """Where callers reach SIP: Kamailio's port, or the one worker's."""
+        return self.sip.port if self.sip.workers > 1 else self.ports[0]
+
+    def ready(self) -> bool:
+        """SIP is answered: some worker is listening (and Kamailio runs when it is in front). Cheap: no I/O."""
+        if self._stopping:
+            return False
+        alive = any(p.returncode is None and i in self.listening for i, p in self.procs.items())
+        if self.sip.workers > 1:
+            k = self.kamailio
+            return alive and k is not None and k.proc is not None and k.proc.returncode is None
+        return alive
 
     async def start(self) -> None:
-        from .kamailio import KamailioProcess, render
-
-        if self.sip.port == 0:
+        if self.sip.workers > 1 and self.sip.port == 0:
             raise ValueError("voice.sip.workers > 1 needs a fixed voice.sip.port (the workers take the ports after it)")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.config_file = self.run_dir / "gateway-config.json"
-        fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold secrets
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            # The voice section the channel was given (`serve` passes config.voice; a test or an embedding may not).
-            f.write(self.ctx.core_config.model_copy(update={"voice": self.settings}).model_dump_json())
+        self.voice_file = self.run_dir / "voice-config.json"
+        config = self.ctx.worker_config(self.settings) if getattr(self.ctx, "worker_config", None) else "{}"
+        for path, text in ((self.config_file, config), (self.voice_file, self.settings.model_dump_json())):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # they may hold secrets
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
         await asyncio.gather(*(self._spawn(i) for i in range(self.sip.workers)))
+        if self.sip.workers > 1:
+            await self._start_kamailio()
+        self._watch = asyncio.create_task(self._supervise(), name="sip-workers")
+        if self.sip.workers > 1:
+            log.info("%d SIP workers on ports %s behind Kamailio on %s:%d", self.sip.workers, self.ports, self.sip.host, self.sip.port)
+
+    async def _start_kamailio(self) -> None:
+        from .kamailio import KamailioProcess, render
+
         destinations = [f"sip:{self.sip.host}:{p}" for p in self.ports] + list(self.sip.kamailio.extra_destinations)
         rendered = render(
             self.run_dir, host=self.sip.host, port=self.sip.port, destinations=destinations,
@@ -69,8 +128,6 @@ class SipWorkers:
         )
         self.kamailio = KamailioProcess(rendered, kamailio=self.sip.kamailio.binary, run_dir=self.run_dir)
         await self.kamailio.start()
-        self._watch = asyncio.create_task(self._supervise(), name="sip-workers")
-        log.info("%d SIP workers on ports %s behind Kamailio on %s:%d", self.sip.workers, self.ports, self.sip.host, self.sip.port)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -90,22 +147,32 @@ class SipWorkers:
                 await proc.wait()
 
     async def _spawn(self, index: int) -> None:
+        port = self.ports[index]
+        # Spawned from the event loop's thread, which lives as long as the gateway: PR_SET_PDEATHSIG follows
+        # the thread that forked (gateway/children.py).
+        env = {**os.environ, PARENT_ENV: str(os.getpid())}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "channels.voice.sipworkers", str(self.config_file), str(index),
-            stdout=asyncio.subprocess.PIPE, cwd=os.getcwd(),
+            sys.executable, *WORKER_ENTRY, str(self.config_file), str(self.voice_file), str(index), str(port),
+            stdout=asyncio.subprocess.PIPE, cwd=os.getcwd(), env=env,
         )
         self.procs[index] = proc
+        self.listening.pop(index, None)
+        self.started_at[index] = time.monotonic()
         try:
-            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT)
         except asyncio.TimeoutError:
             line = b""
         if not line.startswith(b"ready"):
-            proc.kill()
+            if proc.returncode is None:
+                proc.kill()
             await proc.wait()
             raise RuntimeError(f"SIP worker {index} did not start (exit status {proc.returncode}); see its log above")
-        log.info("SIP worker %d (pid %d) listening on port %s", index, proc.pid, line.split()[-1].decode())
+        self.listening[index] = int(line.split()[-1])
+        asyncio.ensure_future(_drain(proc.stdout))  # the worker writes nothing more there; never let a pipe fill
+        log.info("SIP worker %d (pid %d) listening on port %d", index, proc.pid, self.listening[index])
 
     async def _supervise(self) -> None:
+        delays = {i: self.restart_delay for i in range(self.sip.workers)}
         while not self._stopping:
             waits = {asyncio.create_task(p.wait()): i for i, p in self.procs.items()}
             done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -115,68 +182,46 @@ class SipWorkers:
                 index = waits[t]
                 if self._stopping:
                     return
-                log.error("SIP worker %d exited with status %s: starting it again", index, t.result())
-                await asyncio.sleep(self.restart_delay)
+                lived = time.monotonic() - self.started_at.get(index, 0.0)
+                delays[index] = min(MAX_RESTART_DELAY, delays[index] * 2) if lived < QUICK_DEATH else self.restart_delay
+                log.error("SIP worker %d exited with status %s after %.0f s: starting it again in %.0f s (its calls "
+                          "in progress are delivered from its spool)", index, t.result(), lived, delays[index])
+                await asyncio.sleep(delays[index])
                 try:
                     await self._spawn(index)
                     self.restarts += 1
                 except Exception:  # noqa: BLE001 - keep supervising the others; try this one again later
                     log.exception("SIP worker %d could not be started again", index)
-                    await asyncio.sleep(5)
+                    await asyncio.sleep(MAX_RESTART_DELAY)
 
 
-# -- the worker process ------------------------------------------------------------------------------------------
-RTP_PORTS_PER_WORKER = 200  # pjsua's media port range per endpoint is 4 * max_calls * 2 + 100 (sip/endpoint.py)
+async def _drain(stream: asyncio.StreamReader) -> None:
+    try:
+        while await stream.read(65536):
+            pass
+    except Exception:  # noqa: BLE001 - the worker is gone
+        pass
 
 
-def worker_settings(voice, index: int):
-    """Worker `index`'s voice settings: its own SIP port and, when RTP ports are fixed, its own RTP range."""
-    rtp = voice.sip.rtp_port + index * RTP_PORTS_PER_WORKER if voice.sip.rtp_port else 0
-    sip = voice.sip.model_copy(update={"port": worker_port(voice.sip.port, index), "workers": 1, "rtp_port": rtp})
-    return voice.model_copy(update={"sip": sip})
-
-
-async def _run_worker(config_json: Path, index: int) -> None:
-    from gateway.app import build_core, channel_context
-    from gateway.config import Config
-
-    from .plugin import spool_dir
+# -- the worker process, once gateway/workers.py built its core ------------------------------------------------
+async def run_worker(ctx, voice: VoiceSettings, index: int, *, spool: Path, announce: Callable[[int], None]) -> None:
+    """Answer SIP with one pjsua2 endpoint until SIGTERM; recover this worker's spool at start and every minute."""
     from .sip.service import SipService
 
-    config = Config.model_validate_json(Path(config_json).read_text(encoding="utf-8"))
-    core = build_core(config, upgrade=False)
-    voice = worker_settings(config.voice, index)
-    ctx = channel_context(core, voice)
-    service = SipService(ctx, voice, spool_dir(ctx, voice) / f"sip-{index}")
-    for calls in service.local_calls():
-        n = calls.recover()
-        if n:
-            log.warning("worker %d delivered %d call(s) cut off by its previous stop", index, n)
+    service = SipService(ctx, voice, spool)
+    calls = service.local_calls()
+    recover_now(calls, f"cut off by worker {index}'s previous stop")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await service.start()
-    print(f"ready {getattr(service, 'port', voice.sip.port)}", flush=True)
+    announce(service.port)
+    recovery = asyncio.create_task(recover_periodically(calls), name="sip-recovery")
     try:
         await stop.wait()
+        signal.alarm(30)  # a stop that hangs (a stuck library) must not leave the worker behind: SIGALRM ends it
     finally:
+        recovery.cancel()
+        await asyncio.gather(recovery, return_exceptions=True)
         await service.stop()
-        core.close()
-
-
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2:
-        raise SystemExit("usage: python -m channels.voice.sipworkers CONFIG_JSON INDEX")
-    config = Path(argv[0])
-    index = int(argv[1])
-    from gateway.config import Config
-
-    level = Config.model_validate_json(config.read_text(encoding="utf-8")).logging.level
-    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s sip-worker-{index} %(name)s: %(message)s")
-    asyncio.run(_run_worker(config, index))
-
-
-if __name__ == "__main__":
-    main()

@@ -267,7 +267,7 @@ async def create_ticket(request: Request, body: ContactIn, who: str = Depends(in
         language=body.language,
         answers={k: Answer(values[k], "form") for k in ("name", "asset", "anomaly") if values[k]},
     )
-    result = await run_in_threadpool(web(request).ctx.deliver, contact)
+    result = await run_in_threadpool(web(request).ctx.intake.deliver, contact)
     status = 201 if result.outcome == "created" else 200
     return JSONResponse({"number": result.ticket_number, "outcome": str(result.outcome)}, status_code=status)
 

@@ -120,8 +120,8 @@ def create_app(ctx, desk: Desk) -> FastAPI:
             "api": RateLimiter(settings.api_per_minute),
             "suggest": RateLimiter(max(settings.api_per_minute, 120) if settings.api_per_minute else 0),
         },
-        prefix=ctx.core_config.ticketing.number_prefix,
-        batcher=Batcher(ctx.deliver_many, ctx.deliver),
+        prefix=ctx.number_prefix,
+        batcher=Batcher(ctx.intake.deliver_many, ctx.intake.deliver),
         clients=ClientAddress(settings.trusted_proxies),
     )
     from . import api, operator, public

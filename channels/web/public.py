@@ -92,7 +92,7 @@ async def submit(request: Request):
     if clean(data.get("website")):
         # The honeypot: a field people do not see. Kept as a rejection an operator can look at, never a ticket.
         contact = _contact(values, sid, lang, (), None)
-        await run_in_threadpool(w.ctx.reject, contact, "honeypot field filled in: an automated submission", fault="sender")
+        await run_in_threadpool(w.ctx.intake.reject, contact, "honeypot field filled in: an automated submission", fault="sender")
         return render(request, "thanks.html", number=None, lang=lang)
 
     errors = _validate(values, t)

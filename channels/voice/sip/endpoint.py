@@ -14,8 +14,9 @@ card), and pjsip's own log routed into Python logging (`channels.voice.sip.pjsip
 Limits measured with this wheel (bench/voice.sh): 4 calls at a time (`maxCalls`' compiled cap; a fifth
 INVITE gets 486 before any media is set up). Every call opens an RTP and an RTCP socket on pjlib's select()
 ioqueue, which has 64 handles and keeps a closed one for 500 ms: ~50 call set-ups a second are sustained,
-at 60 a second the ioqueue runs dry and pjlib aborts the process. Flood protection belongs in front of it
-(Kamailio's pike), not here.
+at 60 a second the ioqueue runs dry and pjlib aborts the process. So this runs in a worker process of its own
+(channels/voice/sipworkers.py), whose crash costs only its calls; the per-source limits (`sip/limits.py`,
+answered by `RefusedCall`) and Kamailio's pike in front keep a flood from getting that far.
 """
 
 from __future__ import annotations
@@ -302,6 +303,56 @@ class _Account(pj.Account):
             log.info("registration: %s %s", prm.code, prm.reason)
         except Exception:  # noqa: BLE001
             pass
+
+
+class RefusedCall(pj.Call):
+    """An INVITE turned away before anything is set up for it (a per-source limit): a final answer with
+    Retry-After, and nothing logged per call. Kept referenced until pjsua says it is over (`on_end()`): a
+    pjsua2 Call collected earlier would hang up a slot pjsua may have given to another call."""
+
+    def __init__(self, account, pj_call_id: int, on_end: Callable[[RefusedCall], None]):
+        super().__init__(account, pj_call_id)
+        self.on_end: Callable[[RefusedCall], None] | None = on_end
+
+    def refuse(self, code: int, reason: str, retry_after: int) -> None:
+        try:
+            prm = pj.CallOpParam()
+            prm.statusCode = code
+            prm.reason = reason
+            h = pj.SipHeader()
+            h.hName, h.hValue = "Retry-After", str(int(retry_after))
+            prm.txOption.headers.append(h)
+            self.answer(prm)
+        except pj.Error:
+            self._ended()
+
+    def onCallState(self, prm):
+        try:
+            if self.getInfo().state == pj.PJSIP_INV_STATE_DISCONNECTED:
+                self._ended()
+        except Exception:  # noqa: BLE001 - an exception into C++ would take the process down
+            pass
+
+    def _ended(self) -> None:
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            on_end(self)
+
+
+PROXY_SOURCE_HEADER = "x-helpdesk-source"  # added by config/kamailio/kamailio.cfg: the address Kamailio saw
+
+
+def request_source(rdata, proxy: str | None = None) -> str:
+    """The address an INVITE came from; behind our Kamailio (`proxy`), the caller's address it names."""
+    src = rdata.srcAddress or ""
+    host = src.rsplit(":", 1)[0].strip("[]") if src.count(":") == 1 or src.startswith("[") else src
+    if proxy and host == proxy:
+        head = rdata.wholeMsg.split("\r\n\r\n", 1)[0]
+        for line in head.split("\r\n"):
+            name, sep, value = line.partition(":")
+            if sep and name.strip().lower() == PROXY_SOURCE_HEADER:
+                return value.strip() or host
+    return host
 
 
 class _LogWriter(pj.LogWriter):

@@ -1,5 +1,10 @@
 """`SipService`: the voice channel's SIP transport, one pjsua2 endpoint on one port per process.
 
+It runs in a SIP worker process (`sipworkers.py`), never in the gateway's. Before anything is set up for an
+INVITE, its source passes the per-source limits (`limits.py`: attempts per second, calls open at once, a ban
+for sources that keep going): a refused one gets 403/486/503 with Retry-After at once, and the refusals are
+logged as one line per source and answer every 10 s with their count (`channels.logs.Throttled`).
+
 An INVITE (RFC 3261) is answered 180 at once; the call's IVR session is opened off the pjsua2 thread (the
 directory lookup of the caller id may read the database), then 200 OK and the greeting. From there each
 thing the caller does (keys, an answer recorded, a timeout, hanging up) goes to the call's own serial queue
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -27,8 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from channels.logs import Throttled
+
+from ..build import make_calls
 from ..calls import Calls, CallSession
 from ..settings import VoiceSettings
+from .limits import SourceLimits
 from .media import PromptFiles, caller_id
 
 log = logging.getLogger("channels.voice.sip")
@@ -72,8 +82,22 @@ class Leg:
     call_id: str
     caller_id: str | None
     serial: Serial
+    source: str = ""
     session: CallSession | None = None
     broken: bool = False  # the session failed: leave its spool for recover()
+
+
+def _with_registrar_exempt(sip):
+    """The limits, with the PBX we register to exempt: it sends every call it forwards from one address."""
+    reg = sip.registration
+    if not reg.enabled or not reg.registrar:
+        return sip.limits
+    host = reg.registrar.removeprefix("sip:").removeprefix("sips:").split(";")[0].split("@")[-1].rsplit(":", 1)[0].strip("[]")
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        addresses = {host}
+    return sip.limits.model_copy(update={"exempt": [*sip.limits.exempt, *sorted(addresses)]})
 
 
 class SipService:
@@ -90,11 +114,13 @@ class SipService:
         self._legs: dict[int, Leg] = {}
         self._tokens = itertools.count(1)
         self.answered = 0  # calls the IVR took, since start (for the bench and the logs)
+        self.limits = SourceLimits(_with_registrar_exempt(settings.sip))  # pjsua2 thread only
+        self._refused: set = set()  # RefusedCall objects until pjsua is done with them; pjsua2 thread only
+        self.refusals = 0
+        self._refusal_log = Throttled(log, every=10.0)
 
     def local_calls(self) -> list[Calls]:
         if self.calls is None:
-            from ..plugin import make_calls  # the plugin imports this module
-
             self.calls = make_calls(self.ctx, self.settings, self.spool)
         return [self.calls]
 
@@ -144,14 +170,24 @@ class SipService:
     # -- on the pjsua2 thread --------------------------------------------------------------------------------
     def _incoming(self, account, pj_call_id: int, rdata) -> None:
         from .call import IvrCall
+        from .endpoint import RefusedCall, request_source
 
+        source = request_source(rdata, self.settings.sip.limits.proxy)
+        refusal = self.limits.admit(source)
+        if refusal is not None:  # cheap: no IVR, no thread, no log line per INVITE
+            call = RefusedCall(account, pj_call_id, self._refused.discard)
+            self._refused.add(call)
+            call.refuse(refusal.code, refusal.reason, refusal.retry_after)
+            self.refusals += 1
+            self._refusal_log.warning((refusal.code, source), "SIP: %s from %s refused (%s)", refusal.code, source, refusal.reason)
+            return
         token = next(self._tokens)
         call = IvrCall(account, pj_call_id, loop=self.pj, token=token, settings=self.settings.sip, on_event=self._event, on_end=self._ended)
         self._live[token] = call  # without this reference the Call is collected and the caller gets 603
         ci = call.getInfo()
         call.call_id = ci.callIdString
         call.ring()
-        leg = Leg(token, ci.callIdString, caller_id(ci.remoteUri), Serial(self.pool))
+        leg = Leg(token, ci.callIdString, caller_id(ci.remoteUri), Serial(self.pool), source=source)
         self._legs[token] = leg
         log.info("call %s from %s (%s)", leg.call_id, leg.caller_id, ci.remoteUri)
         leg.serial.submit(lambda: self._open(leg))
@@ -165,9 +201,11 @@ class SipService:
         self._live.pop(token, None)  # dropped inside DISCONNECTED: a later destruction would hang up a reused slot
         leg = self._legs.pop(token, None)
         if leg is not None:
+            self.limits.release(leg.source)
             leg.serial.submit(lambda: self._close(leg, recording))
 
     def _tick(self) -> None:
+        self._refusal_log.flush()
         now = time.monotonic()
         for call in list(self._live.values()):
             call.watchdog(now)
@@ -180,6 +218,7 @@ class SipService:
         """Before the library goes: calls that did not end in time are ended here, their sessions told."""
         for call in list(self._live.values()):
             call.release()
+        self._refused.clear()
 
     def _on_call(self, token: int, fn: Callable) -> None:
         """Post `fn(call)` to the pjsua2 thread, for the call of `token` if it is still there."""
