@@ -143,4 +143,5 @@ def test_an_urgency_edit_recomputes_priority_and_due_times(core):
     act(core, tid, lambda t: lc.set_field(t, "urgency", "critical", "op.rossi"))
     t = load(core, tid)
     assert t.urgency == "critical" and t.priority == before - 2
-    assert (t.respond_by - t.created_at, t.resolve_by - t.created_at) == (timedelta(minutes=15), timedelta(hours=4))
+    target = lc.default_contract.target(t.priority)  # the SLA row is the priority's (P1 critical .. P4 low)
+    assert (t.respond_by - t.created_at, t.resolve_by - t.created_at) == (timedelta(minutes=target.respond_minutes), timedelta(minutes=target.resolve_minutes))

@@ -24,16 +24,18 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, object_session, selectinload, sessionmaker
 
 from .contact import normalise_phone
 from .extraction import FIELD_NAMES
 from .lifecycle import LEVEL_NAMES, LEVELS, OPEN_STATUSES, STATUSES, TRANSITIONS, URGENCIES, Lifecycle, LifecycleError
 from .models import Asset, Event, Message, Ticket, TicketField, User, WebhookCursor, utcnow
 from .numbering import format_number, parse_number
+from .actions import Actions, NotAllowed, UnknownAssignee
+from .groups import GroupMember, SupportGroup
 from .operators import Accounts, Operator, OperatorSession
 
-__all__ = ["Desk", "LifecycleError", "TicketNotFound", "QueueFilters", "Page"]
+__all__ = ["Desk", "LifecycleError", "TicketNotFound", "QueueFilters", "Page", "NotAllowed", "UnknownAssignee"]
 
 # Events the reporter may see on the status page (notes and field edits are internal).
 PUBLIC_EVENTS = frozenset({"created", "taken", "escalated", "resolved", "closed", "reopened", "message_added", "message_sent", "status_changed"})
@@ -52,6 +54,9 @@ class QueueFilters:
     channel: str | None = None
     asset: str | None = None  # words of the asset field, or an asset tag
     assignee: str | None = None  # a username, or "-" for unassigned
+    organisation: str | None = None  # an organisation's name
+    group: str | None = None  # a support group's name, or "-" for none
+    mine: str | None = None  # a specialist's username: only the tickets of their groups
 
     def __post_init__(self) -> None:
         if self.status not in (None, "open", *STATUSES):
@@ -94,6 +99,10 @@ class TicketHeader:
     urgency: str
     priority: int
     assignee: str | None
+    organisation: str | None
+    group: str | None
+    waiting: bool
+    sla: dict  # {"respond_by", "resolve_by", "paused", "breached", "warning"}
 
 
 @dataclass(frozen=True)
@@ -138,13 +147,15 @@ class EventView:
 
 @dataclass(frozen=True)
 class TicketView(TicketHeader):
-    language: str | None
-    respond_by: datetime | None
-    resolve_by: datetime | None
-    fields: tuple[FieldView, ...]
-    messages: tuple[MessageView, ...]
-    events: tuple[EventView, ...]
-    actions: tuple[str, ...]  # what the rules allow now: take, escalate, resolve, close, reopen
+    language: str | None = None
+    respond_by: datetime | None = None
+    resolve_by: datetime | None = None
+    fields: tuple[FieldView, ...] = ()
+    messages: tuple[MessageView, ...] = ()
+    events: tuple[EventView, ...] = ()
+    actions: tuple[str, ...] = ()  # what the rules allow now: take, escalate, wait, resume, resolve, close, reopen
+    first_response_at: datetime | None = None
+    waiting_for: str | None = None
 
     def field(self, name: str) -> FieldView | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -158,6 +169,8 @@ class PublicStatus:
     created_at: datetime
     last_update_at: datetime
     last_update: str  # the kind of the last public event
+    report: str | None = None  # the resolution report, once resolved
+    question: str | None = None  # what the desk asks the user, while it waits for them
 
 
 @dataclass(frozen=True)
@@ -202,16 +215,26 @@ class EventRecord:
 
 
 @dataclass
-class Desk:
+class Desk(Actions):
+    """The desk's reads here; its actions in `ticketing.actions` (roles, routing, notices)."""
+
     sessions: sessionmaker[Session]
     lifecycle: Lifecycle
     prefix: str = "HD"
     low_confidence: float = 0.6
     accounts: Accounts | None = field(default=None)
+    default_groups: dict[int, str] = field(default_factory=dict)  # level -> group name when the asset names none
 
     def __post_init__(self) -> None:
         if self.accounts is None:
             self.accounts = Accounts(self.sessions)
+
+    def organisation_name(self, organisation_id: int | None) -> str | None:
+        orgs = self.lifecycle.organisations
+        return orgs.name(organisation_id) if orgs is not None and organisation_id is not None else None
+
+    def _group_names(self, s: Session) -> dict[int, str]:
+        return dict(s.execute(select(SupportGroup.id, SupportGroup.name)).tuples())
 
     # -- reading --------------------------------------------------------------------------------------------
     def number(self, ticket: Ticket) -> str:
@@ -233,6 +256,16 @@ class Desk:
             q = q.where(Ticket.assignee.is_(None))
         elif filters.assignee:
             q = q.where(Ticket.assignee == filters.assignee)
+        if filters.organisation:
+            from .organisations import Organisation
+
+            q = q.where(Ticket.organisation_id.in_(select(Organisation.id).where(func.lower(Organisation.name) == filters.organisation.strip().lower())))
+        if filters.group == "-":
+            q = q.where(Ticket.group_id.is_(None))
+        elif filters.group:
+            q = q.where(Ticket.group_id.in_(select(SupportGroup.id).where(func.lower(SupportGroup.name) == filters.group.strip().lower())))
+        if filters.mine:
+            q = q.where(Ticket.group_id.in_(select(GroupMember.group_id).where(GroupMember.username == filters.mine)))
         if filters.asset:
             like = f"%{_escape_like(filters.asset.strip().lower())}%"
             by_field = select(TicketField.ticket_id).where(TicketField.name == "asset", func.lower(TicketField.value).like(like, escape="\\"))
@@ -246,7 +279,8 @@ class Desk:
                 .offset((page - 1) * per_page)
                 .limit(per_page)
             ).all()
-            items = [self._row(t) for t in rows]
+            groups = self._group_names(s)
+            items = [self._row(t, groups) for t in rows]
         return Page(items, total, page, per_page)
 
     def latest(self) -> tuple[int, datetime | None]:
@@ -273,8 +307,15 @@ class Desk:
             last = s.scalar(
                 select(Event).where(Event.ticket_id == t.id, Event.kind.in_(PUBLIC_EVENTS)).order_by(Event.id.desc()).limit(1)
             )
+            report = question = None
+            if t.status in ("resolved", "closed"):
+                report = s.scalar(select(Event.data).where(Event.ticket_id == t.id, Event.kind == "resolved").order_by(Event.id.desc()).limit(1))
+                report = (report or {}).get("report")
+            elif t.status == "waiting" and t.waiting_for == "user" and last is not None:
+                question = (last.data or {}).get("reason") or None
             return PublicStatus(
-                self.number(t), t.status, t.level, t.created_at, last.at if last else t.updated_at, last.kind if last else "created"
+                self.number(t), t.status, t.level, t.created_at, last.at if last else t.updated_at, last.kind if last else "created",
+                report, question,
             )
 
     # -- by phone -----------------------------------------------------------------------------------------
@@ -354,50 +395,6 @@ class Desk:
             total = s.scalar(select(func.count()).select_from(model))
             rows = s.scalars(select(model).order_by(order).offset((page - 1) * per_page).limit(per_page))
             return Page([convert(r) for r in rows], total, page, per_page)
-
-    # -- actions --------------------------------------------------------------------------------------------
-    def take(self, number: str, operator: str) -> TicketView:
-        return self._apply(number, lambda t: self.lifecycle.take(t, operator))
-
-    def escalate(self, number: str, operator: str, reason: str) -> TicketView:
-        return self._apply(number, lambda t: self.lifecycle.escalate(t, operator, reason))
-
-    def resolve(self, number: str, operator: str, report: str) -> TicketView:
-        return self._apply(number, lambda t: self.lifecycle.resolve(t, operator, report))
-
-    def close(self, number: str, operator: str) -> TicketView:
-        return self._apply(number, lambda t: self.lifecycle.close(t, operator))
-
-    def reopen(self, number: str, operator: str, reason: str) -> TicketView:
-        def reopen(t: Ticket) -> None:
-            if not (reason or "").strip():
-                raise LifecycleError("reopening a ticket needs a reason")
-            self.lifecycle.reopen(t, operator, reason.strip())
-
-        return self._apply(number, reopen)
-
-    def note(self, number: str, operator: str, text: str) -> TicketView:
-        return self._apply(number, lambda t: self.lifecycle.note(t, operator, text or ""))
-
-    def set_field(self, number: str, operator: str, name: str, value: str) -> TicketView:
-        def edit(t: Ticket) -> None:
-            if name not in FIELD_NAMES:
-                raise LifecycleError(f"unknown field {name!r} (fields: {', '.join(FIELD_NAMES)})")
-            v = (value or "").strip() or None
-            if name == "urgency" and v not in URGENCIES:
-                raise LifecycleError(f"urgency must be one of {', '.join(URGENCIES)}")
-            if v is not None and len(v) > 4000:
-                raise LifecycleError("a field holds at most 4000 characters")
-            self.lifecycle.set_field(t, name, v, operator)
-
-        return self._apply(number, edit)
-
-    def _apply(self, number: str, change) -> TicketView:
-        with self.sessions() as s:
-            with s.begin():
-                t = self._load(s, number, full=True)
-                change(t)  # raises LifecycleError before anything is written
-            return self._view(t)
 
     # -- replies by email -------------------------------------------------------------------------------------
     def reply_target(self, number: str) -> ReplyTarget:
@@ -513,8 +510,20 @@ class Desk:
                 s.execute(delete(OperatorSession).where(OperatorSession.key == _digest(sid)))
 
     # -- helpers --------------------------------------------------------------------------------------------
-    def _header(self, t: Ticket) -> TicketHeader:
-        return TicketHeader(self.number(t), t.created_at, t.updated_at, t.channel, t.status, t.level, t.urgency, t.priority, t.assignee)
+    def _header_values(self, t: Ticket, groups: dict[int, str] | None = None) -> tuple:
+        group = None
+        if t.group_id is not None:
+            group = groups.get(t.group_id) if groups is not None else (object_session(t).get(SupportGroup, t.group_id).name if object_session(t) else None)
+        alerts = t.sla_alerts or []
+        sla = {
+            "respond_by": t.respond_by, "resolve_by": t.resolve_by, "paused": t.waiting_since is not None,
+            "breached": any(a.endswith(".breached") for a in alerts), "warning": any(a.endswith(".warning") for a in alerts),
+        }
+        return (self.number(t), t.created_at, t.updated_at, t.channel, t.status, t.level, t.urgency, t.priority, t.assignee,
+                self.organisation_name(t.organisation_id), group, t.status == "waiting", sla)
+
+    def _header(self, t: Ticket, groups: dict[int, str] | None = None) -> TicketHeader:
+        return TicketHeader(*self._header_values(t, groups))
 
     def _load(self, s: Session, number: str, *, full: bool = False) -> Ticket:
         parsed = parse_number(number[:40], self.prefix)
@@ -532,7 +541,7 @@ class Desk:
     def _fields(self, t: Ticket) -> tuple[FieldView, ...]:
         return tuple(FieldView(f.name, f.value, f.confidence, f.source, f.confidence < self.low_confidence) for f in t.fields)
 
-    def _row(self, t: Ticket) -> QueueRow:
+    def _row(self, t: Ticket, groups: dict[int, str] | None = None) -> QueueRow:
         fields = {f.name: f for f in self._fields(t)}
 
         def value(name: str) -> str | None:
@@ -541,7 +550,7 @@ class Desk:
 
         check = tuple(n for n in ("reporter_name", "asset", "anomaly") if n not in fields or fields[n].check)
         return QueueRow(
-            self.number(t), t.created_at, t.updated_at, t.channel, t.status, t.level, t.urgency, t.priority, t.assignee,
+            *self._header_values(t, groups),
             value("reporter_name") or value("reporter_email") or value("reporter_phone"), value("asset"), value("anomaly"), check,
         )
 
@@ -555,8 +564,8 @@ class Desk:
         )
         events = tuple(EventView(e.at, e.kind, e.actor, dict(e.data or {})) for e in t.events)
         return TicketView(
-            self.number(t), t.created_at, t.updated_at, t.channel, t.status, t.level, t.urgency, t.priority, t.assignee,
-            t.language, t.respond_by, t.resolve_by, self._fields(t), messages, events, _actions(t),
+            *self._header_values(t),
+            t.language, t.respond_by, t.resolve_by, self._fields(t), messages, events, _actions(t), t.first_response_at, t.waiting_for,
         )
 
 
@@ -566,6 +575,7 @@ def _actions(t: Ticket) -> tuple[str, ...]:
         actions.append("take")
         if t.level < LEVELS[-1]:
             actions.append("escalate")
+        actions.append("resume" if t.status == "waiting" else "wait")
     if "resolved" in TRANSITIONS.get(t.status, ()):
         actions.append("resolve")
     if t.status == "resolved":

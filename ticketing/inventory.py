@@ -5,8 +5,10 @@ upserts: an asset by its tag, a user by email (by name when the row has no email
 file again changes nothing and an updated export replaces what it updates.
 
 Assets: tag, name, kind (hardware | software | module | archive), aliases (`|`-separated), hostname, serial,
-location, criticality (low | medium | high | critical). Users: name, email, phones (`|`-separated),
-department.
+location, criticality (low | medium | high | critical), organisation (the client body it belongs to),
+support_groups (its competent groups per level, `II:Sistemi|III:Fornitore ERP`, see `ticketing.groups`).
+Users: name, email, phones (`|`-separated), department, organisation. An organisation not known yet is
+created with the default terms (see `ticketing.organisations`) and the report says so.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ BATCH = 500
 class ImportReport:
     imported: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # not errors: what the import did besides (a new organisation)
 
     def lines(self) -> list[str]:
-        return [f"line {n}: {msg}" for n, msg in self.errors]
+        return [f"line {n}: {msg}" for n, msg in self.errors] + self.notes
 
 
 class RowError(ValueError):
@@ -76,7 +79,15 @@ def parse_asset(row: dict[str, str]) -> dict:
         "serial": row.get("serial") or None,
         "location": row.get("location") or None,
         "criticality": criticality,
+        "organisation": row.get("organisation") or None,
+        "support_groups": _support_groups(row.get("support_groups", "")),
     }
+
+
+def _support_groups(text: str) -> dict[str, str]:
+    from .groups import parse_support_groups
+
+    return parse_support_groups(text)
 
 
 def parse_user(row: dict[str, str]) -> dict:
@@ -92,7 +103,10 @@ def parse_user(row: dict[str, str]) -> dict:
         if not n or len(n) < 6:
             raise RowError(f"phone {p!r} is not a phone number")
         phones.append(p)
-    return {"name": name[:200], "email": email, "phones": phones, "department": row.get("department") or None}
+    return {
+        "name": name[:200], "email": email, "phones": phones, "department": row.get("department") or None,
+        "organisation": row.get("organisation") or None,
+    }
 
 
 def import_assets(sessions: sessionmaker[Session], path: Path, progress: Callable[[int], None] | None = None) -> ImportReport:
@@ -111,8 +125,14 @@ def _import(sessions, path, parse, model, key, progress) -> ImportReport:
     batch: list[dict] = []
 
     def flush():
+        from .organisations import organisation_id
+
+        created: list[str] = []
         with sessions() as s, s.begin():
             for values in batch:
+                if "organisation" in values:
+                    values = dict(values)
+                    values["organisation_id"] = organisation_id(s, values.pop("organisation"), created)
                 existing = s.scalar(select(model).where(key(values)))
                 if existing is None:
                     s.add(model(**values))
@@ -120,6 +140,7 @@ def _import(sessions, path, parse, model, key, progress) -> ImportReport:
                     for k, v in values.items():
                         setattr(existing, k, v)
         report.imported += len(batch)
+        report.notes += [f"organisation {n!r} was not known: created with the default terms" for n in created]
         if progress:
             progress(len(batch))
         batch.clear()
