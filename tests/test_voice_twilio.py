@@ -288,7 +288,7 @@ def test_a_full_report_call_leaves_a_ticket_with_the_three_recordings(core, gate
                                       "action": HOOKS + "/gather", "method": "POST"}
     assert t.one("Redirect").text == HOOKS + "/gather"  # nothing pressed: the flow's timeout
 
-    assert call.press("2").heard == ["en/menu"]  # 2: English
+    assert call.press("3").heard == ["en/menu"]  # 3: English
     t = call.press("1")  # report a problem; the caller id is not in the directory: say your name
     assert t.verbs == ["Play", "Record", "Redirect"] and t.heard == ["en/say-name"]
     assert t.one("Record").attrib == {
@@ -500,7 +500,7 @@ def test_a_known_caller_is_asked_by_name_and_0_transfers_to_the_operator(sqlite_
 
     other = gw.call()
     other.start()
-    other.press("2")
+    other.press("3")  # English
     t = other.press("0")
     assert t.heard == ["en/transferring"] and t.verbs == ["Play", "Dial"]
     assert t.one("Sip").text == "sip:operator@pbx.example.org"
