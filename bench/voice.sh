@@ -121,7 +121,7 @@ sys.path.insert(0, ".")
 from tests.voice_support import SIPP_DIR, Caller, through_proxy
 work, proxied = Path(sys.argv[1]), sys.argv[2] == "1"
 c = Caller(14, caller_id="+4989555000", hang_up_at=13.0)
-c.key(1.0, "2")
+c.key(1.0, "3")
 c.key(1.5, "1")
 end = c.say(7.0, "tt-weasels", "name")
 c.key(end + 0.6, "#")

@@ -126,7 +126,7 @@ def short_call(phone: str, sound: str = "tt-weasels") -> Caller:
     """English, "report a problem", says its name (ended with #) and hangs up during the next question."""
     speech = len(read_wav(sound_file(sound))) / RATE
     c = Caller(11.0 + speech, caller_id=phone, hang_up_at=10.0 + speech)
-    c.key(1.0, "2")
+    c.key(1.0, "3")  # English
     c.key(1.5, "1")
     end = c.say(SPEAKS_AT, sound, "name")
     c.key(end + 0.6, "#")

@@ -115,13 +115,14 @@ def test_the_caller_id_is_the_number_in_the_from_header(from_header, expected):
 def test_a_full_report_call_makes_a_ticket_with_the_recordings_the_caller_sent(sip, work):
     """English, menu 1, name (ended with #), asset (ended by silence), problem (ended with # as SIP INFO),
     "whole office blocked?" yes; the ticket number and PIN are read back and the gateway hangs up."""
-    c = Caller(60, caller_id="+4989100001", bye_timeout=75)
-    c.key(1.0, "2")  # English, as a telephone-event
+    c = Caller(66, caller_id="+4989100001", bye_timeout=80)
+    c.key(1.0, "3")  # English, as a telephone-event
     c.info(1.5, "1")  # report a problem, as SIP INFO
     end = c.say(6.0, "hello-world", "name")
     c.key(end + 0.5, "#")
-    c.say(14.0, "tt-weasels", "asset")  # ended by three seconds of silence
-    end = c.say(27.0, "something-terribly-wrong", "anomaly")
+    # the name is transcribed and looked up in the directory before the next question (no match: no question back)
+    c.say(17.0, "tt-weasels", "asset")  # ended by three seconds of silence
+    end = c.say(32.0, "something-terribly-wrong", "anomaly")
     c.info(end + 0.6, "#")
     c.info(end + 1.5, "1")  # the whole office is blocked
     check(run_sipp(c.write(work), sip.port, timeout=120))  # the scenario only succeeds on the gateway's BYE
@@ -147,7 +148,7 @@ def test_a_status_call_over_tcp_reads_the_status_after_the_pin(sip, work, caplog
     digits = "".join(ch for ch in number if ch.isdigit())
 
     c = Caller(25, caller_id="+4989100003", bye_timeout=40)
-    c.info(1.0, "2")  # English
+    c.info(1.0, "3")  # English
     c.key(1.5, "2")  # status of a ticket
     t = 2.0
     for d in digits + "#":
@@ -199,7 +200,7 @@ def test_a_baresip_caller_reaches_the_ivr_and_leaves_a_ticket(sip, work):
         b.command("dial", f"sip:helpdesk@127.0.0.1:{sip.port}")
         b.wait_event("CALL_ESTABLISHED", timeout=15)
         t0 = time.monotonic()
-        for at, key in ((1.0, "2"), (1.5, "1"), (7.0 + len(speech) / RATE + 1.0, "#")):
+        for at, key in ((1.0, "3"), (1.5, "1"), (7.0 + len(speech) / RATE + 1.0, "#")):
             time.sleep(max(0.0, t0 + at - time.monotonic()))
             b.command("sndcode", key)
         time.sleep(max(0.0, t0 + 11.0 - time.monotonic()))
