@@ -25,7 +25,8 @@ from ticketing.inventory import import_assets, import_users
 from ticketing.lifecycle import Lifecycle, SlaTarget
 from ticketing.models import Asset, User
 from ticketing.operators import Accounts
-from ticketing.ports import DeskPort, IntakePort, OutboundMail, PhoneStatus
+from ticketing.outbox import Outbox
+from ticketing.ports import DeskPort, IntakePort, OutboundMail, OutboxPort, PhoneStatus
 
 from .config import Config
 
@@ -68,6 +69,7 @@ class Core:
     intake: IntakeService
     desk: Desk
     shared: Shared = field(default_factory=Shared)
+    outbox: Outbox | None = None  # outgoing mail, durable (gateway/mail.py)
 
     def close(self) -> None:
         self.intake.close()
@@ -89,6 +91,7 @@ class ChannelContext:
     # The whole configuration as JSON with this channel's section replaced, for a worker process the channel
     # starts (the SIP workers) to build its own core from.
     worker_config: Callable[[Any], str] | None = None
+    outbox: OutboxPort | None = None  # the durable outbox of outgoing mail (the email channel drains it)
 
 
 class SchemaNotReady(RuntimeError):
@@ -119,7 +122,10 @@ def build_core(config: Config, *, upgrade: bool = True) -> Core:
     )
     accounts = Accounts(sessions, max_failures=config.web.lockout_failures, lock_seconds=config.web.lockout_seconds)
     desk = Desk(sessions, lifecycle, config.ticketing.number_prefix, config.ticketing.low_confidence, accounts)
-    return Core(config, engine, sessions, storage.BlobStore(data_dir / "blobs"), lifecycle, intake, desk)
+    from .mail import build_outbox
+
+    outbox = build_outbox(config, sessions, intake)
+    return Core(config, engine, sessions, storage.BlobStore(data_dir / "blobs"), lifecycle, intake, desk, outbox=outbox)
 
 
 def seed_directory(core: Core) -> None:
@@ -159,4 +165,5 @@ def channel_context(core: Core, settings: Any) -> ChannelContext:
         phone=core.desk,
         shared=core.shared,
         worker_config=worker_config,
+        outbox=core.outbox,
     )

@@ -54,6 +54,9 @@ class Sender:
     name: str | None = None
     email: str | None = None
     phone: str | None = None
+    # The channel vouches that `email` is really the sender's (a mail that passed DMARC alignment): only such
+    # senders, or ones the directory knows, are acknowledged (no backscatter to forged addresses).
+    verified: bool = False
 
 
 @dataclass(frozen=True, slots=True)

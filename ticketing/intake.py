@@ -106,6 +106,9 @@ class IntakeService:
         self.lifecycle = lifecycle or Lifecycle()
         self.prefix = number_prefix
         self.pipeline = pipeline
+        # Called as hook(session, contact, result) for each new ticket, inside the intake transaction: what
+        # must exist exactly when the ticket does (the acknowledgement in the outbox, ticketing/acknowledge.py).
+        self.on_created: list = []
         self.committer = GroupCommitter(self._commit_items, max_batch=max_batch)
 
     # -- the entry point -----------------------------------------------------------------------------------
@@ -221,7 +224,10 @@ class IntakeService:
         if target is not None:
             data["follows"] = self.number(target)
         conn.execute(INSERT_EVENT, {"ticket_id": ticket_id, "at": now, "kind": "created", "actor": actor, "data": data})
-        return IntakeResult(Outcome.CREATED, ticket_id, number, message_id, pin=values["pin"])
+        result = IntakeResult(Outcome.CREATED, ticket_id, number, message_id, pin=values["pin"])
+        for hook in self.on_created:
+            hook(session, contact, result)
+        return result
 
     # -- threading -----------------------------------------------------------------------------------------
     def _thread_target(self, session: Session, contact: Contact) -> Ticket | None:

@@ -276,3 +276,4 @@ class WebhookCursor(Base):
 # Tables defined beside the service that owns them; imported here so that Base.metadata has every table.
 from . import operators, transcription  # noqa: E402,F401
 from . import audit, groups, organisations  # noqa: E402,F401  (issue 12: the service desk after intake)
+from . import outbox  # noqa: E402,F401  (issue 11: the durable outbox of outbound mail)

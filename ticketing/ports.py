@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .contact import Contact
 
-__all__ = ["IntakePort", "PhoneStatus", "DeskPort", "OutboundMail", "IntakeResultLike"]
+__all__ = ["IntakePort", "PhoneStatus", "DeskPort", "OutboundMail", "OutboxPort", "IntakeResultLike"]
 
 
 class IntakeResultLike(Protocol):
@@ -113,10 +113,39 @@ class DeskPort(Protocol):
 
 @runtime_checkable
 class OutboundMail(Protocol):
-    """The desk's outgoing mail, offered by the email channel (`channels.email.ack.AckSender`).
+    """The desk's outgoing mail as the other channels use it, offered by the email channel
+    (`channels.email.ack.OutboxSender`); every mail goes through the durable outbox (`ticketing.outbox`)."""
 
-    Slot for the durable outbox's protocol (issue 14, helper G): it may replace this one here."""
+    def acknowledge_contact(self, contact: Contact, result: Any) -> bool:
+        """Whether the new ticket's acknowledgement is queued (the intake decided it in its transaction)."""
+        ...
 
-    def acknowledge_contact(self, contact: Contact, result: Any) -> None: ...
+    def send_reply(
+        self, *, ticket_id: int, ticket_number: str, to: str, subject: str, text: str, in_reply_to: str | None = None
+    ) -> str:
+        """Queue an operator's reply, recorded on the ticket at once; returns its Message-ID."""
+        ...
 
-    def send_reply(self, *args: Any, **kwargs: Any) -> Any: ...
+
+@runtime_checkable
+class OutboxPort(Protocol):
+    """The durable outbox as a sender drains it and the desk reads it (`ticketing.outbox.Outbox`)."""
+
+    def claim(self, owner: str, limit: int = 50) -> list: ...
+
+    def sent(self, mail: Any) -> bool: ...
+
+    def failed(self, mail: Any, reason: str, *, permanent: bool) -> bool: ...
+
+    def note_waiting(self, reason: str) -> int: ...
+
+    def release(self, owner: str) -> None: ...
+
+    def enqueue_reply(self, *, ticket_id: int, to: str, subject: str, text: str, in_reply_to: str | None = None,
+                      domain: str = ..., kind: str = ...) -> str: ...
+
+    def acknowledged(self, ticket_id: int) -> bool: ...
+
+    def stats(self) -> Any: ...
+
+    def entries(self, *, waiting_only: bool = False, limit: int = 200) -> list: ...

@@ -1,36 +1,44 @@
-"""Acknowledgements of new email tickets: an automatic reply (RFC 3834) through the configured relay.
+"""The desk's outgoing mail: the words of acknowledgements (RFC 3834 auto-replies), and the sender that drains
+the durable outbox (`ticketing/outbox.py`) to the configured relay over SMTP (RFC 5321).
 
-The sender of a mail that opened a ticket is told its number: `[HD-YYYY-NNNNNN]` in the subject (so a reply
-threads back by subject tag), `In-Reply-To`/`References` to their mail, `Auto-Submitted: auto-replied` and
-`X-Auto-Response-Suppress: All` (so well-behaved responders do not answer it), in Italian unless the mail was
-in English. The acknowledgement's Message-ID is recorded with the ticket (`record_outbound`), so a reply to it
-from anyone — a colleague in CC included — is appended to the same ticket.
+An acknowledgement tells the sender of a contact that opened a ticket its number: `[HD-YYYY-NNNNNN]` in the
+subject (so a reply threads back by subject tag), `In-Reply-To`/`References` to their mail, `Auto-Submitted:
+auto-replied` and `X-Auto-Response-Suppress: All` (so well-behaved responders do not answer it), in the
+contact's language. Whether one is sent at all is the core's decision, in the intake transaction
+(`ticketing/acknowledge.py`: only authenticated or known senders, within limits kept in the database); this
+module only gives the words (`AckTexts`) and sends what the outbox holds (`OutboxSender`).
 
-Acknowledging never blocks or fails intake: `acknowledge()` only puts work on a queue that one thread
-drains; a relay that is down costs a log line. Auto-replies are never acknowledged (they are rejected before
-this), nor is mail from the desk's own addresses, and each address gets at most `per_address_per_hour`
-acknowledgements, so two auto-responders cannot loop through us.
+Sending: one thread claims due mails in batches (a lease each, so gateways sharing a database never both send
+one), sends them over one SMTP connection, and marks each as soon as the relay answered for it:
+- 2xx: sent; the ticket's history says so (`mail_sent`).
+- 4xx, a refused or dropped connection, a timeout: temporary; retried with a doubling wait (`retry_seconds` up
+  to `max_retry_seconds`), across restarts; the history says "not sent yet" with the reason, once per reason.
+- 5xx: permanent; the ticket gets `mail_failed` with the relay's words.
+With no `relay_host` configured (the default) nothing is attempted: the mails wait in the outbox, the desk shows
+them, and configuring a relay (and restarting) sends the backlog.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
-import queue
+import os
+import secrets
 import smtplib
+import socket
 import threading
-import time
+from typing import Iterator
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, make_msgid
-from typing import Callable
+from email.utils import format_datetime, formataddr
 
+from ticketing.acknowledge import Composed
+from ticketing.outbox import REPLY, OutgoingMail, PermanentFailure, TemporaryFailure
 from ticketing.text import guess_language
 
-from .process import Handled
 from .settings import AckSettings
 
 log = logging.getLogger("channels.email.ack")
 
+# Acknowledgement texts by language: (subject, body). More languages are more entries here.
 TEXTS = {
     "it": (
         "[{number}] Abbiamo ricevuto la sua richiesta",
@@ -51,193 +59,239 @@ TEXTS = {
         "message en gardant le numéro dans l'objet.\n\n-- \n{desk}\n(message automatique)\n",
     ),
 }
-_NO_ACK_LOCALPARTS = ("noreply", "no-reply", "donotreply", "do-not-reply", "mailer-daemon", "postmaster", "bounce")
+DEFAULT_LANGUAGE = "it"
+NO_RELAY = "no mail relay is configured ([email.ack] relay_host)"
 
 
 class MailError(RuntimeError):
-    """Outgoing mail the relay did not take; the message says why, for the operator who sent it."""
+    """Outgoing mail that cannot be queued; the message says why, for the operator who wrote it."""
 
 
-class RateLimit:
-    """At most `limit` events per key within `window` seconds (a sliding window)."""
+class AckTexts:
+    """The words of an acknowledgement: `(contact, ticket number) -> Composed` (the core's `AckPolicy.compose`)."""
 
-    def __init__(self, limit: int, window: float = 3600.0, clock: Callable[[], float] = time.monotonic):
-        self.limit, self.window, self.clock = limit, window, clock
-        self._seen: dict[str, collections.deque] = {}
-        self._lock = threading.Lock()
+    def __init__(self, settings: AckSettings):
+        self.settings = settings
 
-    def allow(self, key: str) -> bool:
-        now = self.clock()
-        with self._lock:
-            q = self._seen.setdefault(key, collections.deque())
-            while q and now - q[0] >= self.window:
-                q.popleft()
-            if len(q) >= self.limit:
-                return False
-            q.append(now)
-            if len(self._seen) > 100_000:  # forget idle addresses
-                for k in [k for k, v in self._seen.items() if not v or now - v[-1] >= self.window]:
-                    del self._seen[k]
-            return True
+    def __call__(self, contact, number: str) -> Composed:
+        language = contact.language or guess_language(f"{contact.subject or ''}\n{contact.text[:4000]}")
+        language = language if language in TEXTS else DEFAULT_LANGUAGE
+        subject_t, body_t = TEXTS[language]
+        about = f' "{contact.subject[:120]}"' if contact.subject else ""
+        return Composed(
+            subject=subject_t.format(number=number),
+            text=body_t.format(number=number, about=about, desk=self.settings.sender_name),
+            headers={"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All", "Content-Language": language},
+            in_reply_to=contact.thread.message_id,
+        )
 
 
-def build_ack(settings: AckSettings, *, number: str, to: str, language: str, original_subject: str | None, in_reply_to: str | None) -> EmailMessage:
-    subject_t, body_t = TEXTS.get(language, TEXTS["it"])
-    about = f' "{original_subject[:120]}"' if original_subject else ""
+def to_message(settings: AckSettings, mail: OutgoingMail) -> EmailMessage:
+    """The RFC 5322 message of an outbox row."""
+    from datetime import datetime, timezone
+
     msg = EmailMessage()
     msg["From"] = formataddr((settings.sender_name, settings.sender))
-    msg["To"] = to
-    msg["Subject"] = subject_t.format(number=number)
-    msg["Date"] = format_datetime(time_now())
-    msg["Message-ID"] = make_msgid(idstring=number, domain=settings.sender.rsplit("@", 1)[-1])
-    if in_reply_to:
-        msg["In-Reply-To"] = in_reply_to
-        msg["References"] = in_reply_to
-    msg["Auto-Submitted"] = "auto-replied"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg["Content-Language"] = language
-    msg.set_content(body_t.format(number=number, about=about, desk=settings.sender_name))
+    msg["To"] = mail.to
+    msg["Subject"] = mail.subject
+    msg["Date"] = format_datetime(datetime.now(timezone.utc))
+    msg["Message-ID"] = mail.message_id
+    if mail.in_reply_to:
+        msg["In-Reply-To"] = mail.in_reply_to
+        msg["References"] = mail.in_reply_to
+    for name, value in mail.headers.items():
+        msg[name] = value
+    msg.set_content(mail.text)
     return msg
 
 
-def time_now():
-    from datetime import datetime, timezone
+class SmtpTransport:
+    """`ticketing.outbox.MailTransport` over SMTP to the relay: one connection per batch."""
 
-    return datetime.now(timezone.utc)
-
-
-class AckSender:
-    """Sends acknowledgements from a background thread; `acknowledge(handled)` never blocks nor raises."""
-
-    name = "email-ack"
-
-    def __init__(
-        self,
-        settings: AckSettings,
-        *,
-        record_outbound: Callable[..., int] | None = None,
-        own_addresses: tuple[str, ...] = (),
-        blobs=None,
-    ):
+    def __init__(self, settings: AckSettings):
         self.settings = settings
-        self.record_outbound = record_outbound
-        self.own = {a.lower() for a in (*own_addresses, settings.sender)}
-        self.limit = RateLimit(settings.per_address_per_hour)
-        self._queue: queue.Queue = queue.Queue(maxsize=10_000)
-        self._thread: threading.Thread | None = None
+
+    def send(self, mails: list[OutgoingMail]) -> Iterator[tuple[OutgoingMail, BaseException | None]]:
+        """Yield each mail with None (the relay took it) or why not, as soon as the relay answered for it."""
+        s = self.settings
+        smtp: smtplib.SMTP | None = None
+        try:
+            for i, mail in enumerate(mails):
+                if smtp is None:
+                    try:
+                        smtp = self._connect()
+                    except (OSError, smtplib.SMTPException) as e:
+                        error = _classify(e, f"the relay {s.relay_host}:{s.relay_port} could not be reached")
+                        for rest in mails[i:]:
+                            yield rest, error
+                        return
+                try:
+                    smtp.send_message(to_message(s, mail), from_addr=s.sender, to_addrs=[mail.to])
+                    error = None
+                except smtplib.SMTPRecipientsRefused as e:
+                    code, words = next(iter(e.recipients.values()))
+                    error = _by_code(code, words)
+                    _reset(smtp)
+                except smtplib.SMTPResponseException as e:
+                    error = _by_code(e.smtp_code, e.smtp_error)
+                    _reset(smtp)
+                except (OSError, smtplib.SMTPException) as e:  # the connection dropped: a new one for the next
+                    error = _classify(e, "the relay dropped the connection")
+                    smtp = _close(smtp)
+                yield mail, error
+        finally:
+            _close(smtp)
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        smtp = smtplib.SMTP(s.relay_host, s.relay_port, timeout=s.timeout_seconds)
+        try:
+            smtp.ehlo()
+            if s.relay_starttls:
+                smtp.starttls()
+                smtp.ehlo()
+        except BaseException:
+            _close(smtp)
+            raise
+        return smtp
+
+
+def _words(words) -> str:
+    return (words.decode("utf-8", "replace") if isinstance(words, bytes) else str(words)).replace("\n", " ").strip()
+
+
+def _by_code(code: int, words) -> BaseException:
+    text = f"{code} {_words(words)}".strip()
+    return PermanentFailure(text) if 500 <= code < 600 else TemporaryFailure(text)
+
+
+def _classify(e: BaseException, what: str) -> BaseException:
+    if isinstance(e, smtplib.SMTPResponseException):
+        return _by_code(e.smtp_code, e.smtp_error)
+    return TemporaryFailure(f"{what}: {type(e).__name__}: {e}".rstrip(": "))
+
+
+def _reset(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.rset()
+    except (OSError, smtplib.SMTPException):
+        pass
+
+
+def _close(smtp: smtplib.SMTP | None) -> None:
+    if smtp is not None:
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            smtp.close()
+    return None
+
+
+class OutboxSender:
+    """Drains the outbox from a thread (`start`/`stop`); also the desk's outgoing mail offered to the other
+    channels (`acknowledge_contact`, `send_reply`: `ticketing.ports.OutboundMail`)."""
+
+    name = "email-outbox"
+
+    def __init__(self, settings: AckSettings, outbox, *, transport=None, owner: str | None = None):
+        self.settings, self.outbox = settings, outbox
+        self.transport = transport or SmtpTransport(settings)
+        self.owner = owner or f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.sent = 0
-        self.skipped: collections.Counter = collections.Counter()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    # -- called after a commit ------------------------------------------------------------------------------
-    def acknowledge(self, handled: list[Handled]) -> None:
-        for h in handled:
-            if h.result is None or str(h.result.outcome) != "created":
-                continue  # a rejection, a duplicate, or a message appended to a ticket: no acknowledgement
-            try:
-                self._queue.put_nowait(h)
-            except queue.Full:
-                self.skipped["queue full"] += 1
-                log.warning("acknowledgement queue full: %s not acknowledged", h.result.ticket_number)
+    @property
+    def relay(self) -> str | None:
+        s = self.settings
+        return f"{s.relay_host}:{s.relay_port}" if s.relay_host else None
 
-    def acknowledge_contact(self, contact, result) -> None:
-        """Acknowledge a contact that came another way (the web form) when it gave an email address."""
-        from .process import Prepared
-
-        self.acknowledge([Handled(Prepared(contact), result)])
+    # -- what the other channels use ------------------------------------------------------------------------
+    def acknowledge_contact(self, contact, result) -> bool:
+        """Whether the new ticket's acknowledgement is in the outbox (the intake queued it in its transaction)."""
+        return self.outbox.acknowledged(result.ticket_id)
 
     def send_reply(
         self, *, ticket_id: int, ticket_number: str, to: str, subject: str, text: str, in_reply_to: str | None = None
     ) -> str:
-        """Send an operator's reply now (blocking); returns its Message-ID. Raises `MailError` with a reason
-        a person can read when the relay refuses it or cannot be reached. The reply is recorded on the ticket,
-        so the user's answer threads back."""
-        s = self.settings
+        """Queue an operator's reply (recorded on the ticket at once, so the user's answer threads back);
+        returns its Message-ID. Raises `MailError` when the address cannot take mail."""
         to = (to or "").strip()
-        if "@" not in to:
+        if "@" not in to or any(c.isspace() for c in to):
             raise MailError(f"not an email address: {to!r}")
-        msg = EmailMessage()
-        msg["From"] = formataddr((s.sender_name, s.sender))
-        msg["To"] = to
         tag = f"[{ticket_number}]"
-        msg["Subject"] = subject if tag in subject else f"{tag} {subject}".strip()
-        msg["Date"] = format_datetime(time_now())
-        msg["Message-ID"] = make_msgid(idstring=ticket_number, domain=s.sender.rsplit("@", 1)[-1])
-        if in_reply_to:
-            msg["In-Reply-To"] = in_reply_to
-            msg["References"] = in_reply_to
-        msg.set_content(text)
-        try:
-            with smtplib.SMTP(s.relay_host, s.relay_port, timeout=s.timeout_seconds) as smtp:
-                smtp.send_message(msg, from_addr=s.sender, to_addrs=[to])
-        except (OSError, smtplib.SMTPException) as e:
-            raise MailError(f"the mail relay {s.relay_host}:{s.relay_port} did not take the reply: {e}") from e
-        self.sent += 1
-        if self.record_outbound is not None:
-            self.record_outbound(ticket_id, "email", msg["Message-ID"], to=to, subject=str(msg["Subject"]), text=text)
-        return str(msg["Message-ID"])
+        subject = subject if tag in subject else f"{tag} {subject}".strip()
+        message_id = self.outbox.enqueue_reply(
+            ticket_id=ticket_id, to=to, subject=subject, text=text, in_reply_to=in_reply_to,
+            domain=self.settings.sender.rsplit("@", 1)[-1], kind=REPLY,
+        )
+        self._wake.set()
+        return message_id
 
-    # -- the thread -------------------------------------------------------------------------------------------
+    # -- the thread -----------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.start_thread()
-
-    def start_thread(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="email-ack", daemon=True)
-            self._thread.start()
 
     async def stop(self) -> None:
         import asyncio
 
         await asyncio.get_running_loop().run_in_executor(None, self.stop_thread)
 
-    def stop_thread(self, timeout: float = 10.0) -> None:
+    def start_thread(self) -> None:
         if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout)
-            self._thread = None
+            return
+        if self.relay is None:
+            log.warning("%s: acknowledgements and replies wait in the outbox until one is set "
+                        "(HELPDESK_GATEWAY__EMAIL__ACK__RELAY_HOST / __RELAY_PORT)", NO_RELAY)
+        else:
+            log.info("outgoing mail through the relay %s", self.relay)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="email-outbox", daemon=True)
+        self._thread.start()
+
+    def stop_thread(self, timeout: float | None = None) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout if timeout is not None else self.settings.timeout_seconds + 5)
+        self._thread = None
+        try:
+            self.outbox.release(self.owner)
+        except Exception:  # noqa: BLE001 - the leases then simply expire
+            log.exception("outbox: could not release this sender's leases")
+
+    def _sleep(self, seconds: float) -> None:
+        self._wake.wait(seconds)
+        self._wake.clear()
 
     def _run(self) -> None:
-        while True:
-            h = self._queue.get()
-            if h is None:
-                return
-            try:
-                self.send_one(h)
-            except Exception:  # noqa: BLE001 - an acknowledgement that fails is logged, never retried in a loop
-                log.exception("acknowledgement for %s failed", h.result.ticket_number)
-
-    def send_one(self, h: Handled) -> bool:
-        contact = h.prepared.contact
-        to = (contact.sender.email or "").lower()
-        reason = self._skip_reason(to)
-        if reason:
-            self.skipped[reason] += 1
-            log.info("no acknowledgement for %s: %s", h.result.ticket_number, reason)
-            return False
-        language = contact.language or guess_language(f"{contact.subject or ''}\n{contact.text[:4000]}")
-        msg = build_ack(
-            self.settings,
-            number=h.result.ticket_number,
-            to=to,
-            language="en" if language == "en" else "it",
-            original_subject=contact.subject,
-            in_reply_to=contact.thread.message_id,
-        )
         s = self.settings
-        with smtplib.SMTP(s.relay_host, s.relay_port, timeout=s.timeout_seconds) as smtp:
-            smtp.send_message(msg, from_addr=s.sender, to_addrs=[to])
-        self.sent += 1
-        if self.record_outbound is not None:
-            self.record_outbound(h.result.ticket_id, "email", msg["Message-ID"], to=to, subject=str(msg["Subject"]), text=msg.get_content())
-        return True
+        while not self._stop.is_set():
+            try:
+                if self.relay is None:
+                    self.outbox.note_waiting(NO_RELAY)  # "not sent yet: …" on each waiting mail's ticket, once
+                    self._sleep(max(s.poll_seconds, 5.0))
+                    continue
+                mails = self.outbox.claim(self.owner, s.batch)
+                if not mails:
+                    self._sleep(s.poll_seconds)
+                    continue
+                self.drain(mails)
+            except Exception:  # noqa: BLE001 - ours (the database is away…): log, wait, go on
+                log.exception("outbox: sending failed; retrying")
+                self._sleep(5.0)
 
-    def _skip_reason(self, to: str) -> str | None:
-        if "@" not in to:
-            return "no sender address"
-        if to in self.own:
-            return "sent by the desk itself"
-        if to.split("@", 1)[0] in _NO_ACK_LOCALPARTS:
-            return "a no-reply address"
-        if not self.limit.allow(to):
-            return f"rate limit ({self.settings.per_address_per_hour} per hour)"
-        return None
+    def drain(self, mails: list[OutgoingMail]) -> None:
+        """Send claimed mails and record what became of each."""
+        for mail, error in self.transport.send(mails):
+            if error is None:
+                if self.outbox.sent(mail):
+                    self.sent += 1
+            else:
+                permanent = isinstance(error, PermanentFailure)
+                (log.warning if permanent else log.info)(
+                    "outbox: %s to %s %s: %s", mail.kind, mail.to, "refused" if permanent else "not sent yet", error
+                )
+                self.outbox.failed(mail, str(error), permanent=permanent)

@@ -52,6 +52,7 @@ class ImapFetcher:
         max_attachment: int = 25 * 1024 * 1024,
         prefix: str = "HD",
         on_committed: Callable[[list[Handled]], None] | None = None,
+        sender_check: Callable | None = None,
         max_backoff: float = 60.0,
     ):
         self.mailbox = mailbox
@@ -59,6 +60,7 @@ class ImapFetcher:
         self.deliver_many, self.reject = deliver_many, reject
         self.blobs, self.max_attachment, self.prefix = blobs, max_attachment, prefix
         self.on_committed = on_committed
+        self.sender_check = sender_check  # channels/email/auth.py: DMARC alignment, for acknowledgements
         self.max_backoff = max_backoff
         self.uidvalidity: int | None = None
         self.validity_changes = 0
@@ -212,7 +214,7 @@ class ImapFetcher:
         return failures
 
     def _prepare(self, raw: bytes) -> Prepared:
-        return prepare(raw, self.blobs, max_attachment=self.max_attachment, prefix=self.prefix)
+        return prepare(raw, self.blobs, max_attachment=self.max_attachment, prefix=self.prefix, sender_check=self.sender_check)
 
     def _mark_done(self, client: IMAPClient, uids: list[int]) -> None:
         dest = self.mailbox.processed_folder

@@ -8,7 +8,7 @@ from typing import Any
 
 from channels.services import start_all, stop_all
 
-from .process import Handled
+from .auth import SenderCheck
 from .receiver import SmtpReceiver
 from .settings import EmailSettings
 
@@ -33,15 +33,12 @@ def load(ctx) -> EmailChannel:
     settings: EmailSettings = ctx.settings
     prefix = ctx.number_prefix
     acks = None
-    if settings.ack.enabled:
-        from .ack import AckSender
+    if settings.ack.enabled and getattr(ctx, "outbox", None) is not None:
+        from .ack import OutboxSender
 
-        # record_outbound: the acknowledgement's Message-ID is known to threading (a reply threads by it).
-        acks = AckSender(settings.ack, record_outbound=ctx.intake.record_outbound, own_addresses=tuple(settings.addresses))
-
-    def on_committed(handled: list[Handled]) -> None:
-        if acks is not None:
-            acks.acknowledge(handled)
+        # Acknowledgements are queued by the core in the intake transaction; this sender drains the outbox.
+        acks = OutboxSender(settings.ack, ctx.outbox)
+    on_committed = None
 
     services: list[Any] = []
     if acks is not None:
@@ -69,6 +66,7 @@ def load(ctx) -> EmailChannel:
                 max_attachment=settings.max_attachment_bytes,
                 prefix=prefix,
                 on_committed=on_committed,
+                sender_check=SenderCheck.from_settings(settings.ack),
             )
         )
     return EmailChannel(services, mail=acks)

@@ -12,6 +12,7 @@ with `fault="ours"` that points at the stored raw bytes, for an operator to look
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -70,14 +71,18 @@ def prepare(
     max_attachment: int = 25 * 1024 * 1024,
     prefix: str = "HD",
     received_at: datetime | None = None,
+    sender_check: Callable[[bytes, Any, str | None], bool] | None = None,
 ) -> Prepared:
-    """Store `raw` durably, then parse and classify it. Raises only when the raw bytes could not be stored."""
+    """Store `raw` durably, then parse and classify it. Raises only when the raw bytes could not be stored.
+    `sender_check` (channels/email/auth.py) says whether the From: address is authenticated."""
     store = _store(blobs)
     ref = store.put(raw)  # first: whatever happens next, the bytes are on disk
     received_at = received_at or datetime.now(timezone.utc)
     try:
         msg = load(raw)
         contact = to_contact(msg, raw, store, max_attachment=max_attachment, raw_ref=ref, received_at=received_at)
+        if sender_check is not None and contact.sender.email and sender_check(raw, msg, contact.sender.email):
+            contact = contact.replace(sender=dataclasses.replace(contact.sender, verified=True))
         return Prepared(contact, classify(msg, raw, envelope_from=envelope_from, prefix=prefix))
     except Exception as e:  # noqa: BLE001 - our parser failed: keep the mail where an operator sees it
         log.exception("email %s could not be parsed", ref.sha256)

@@ -34,6 +34,7 @@ from typing import Any, Callable
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
 from .access import PasswordFile, tls_context
+from .auth import SenderCheck
 from .process import CommitError, Handled, Prepared, commit, prepare
 from .settings import EmailSettings
 
@@ -136,6 +137,7 @@ class Handler:
         self.pool = pool
         self.prefix = prefix
         self.auth = settings.smtp.auth != "off"
+        self.sender_check = SenderCheck.from_settings(settings.ack)  # DMARC alignment, for acknowledgements
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]) -> list[str]:
         session.host_name = hostname
@@ -160,7 +162,7 @@ class Handler:
             prepared = await loop.run_in_executor(
                 self.pool,
                 _prepare_job,
-                (bytes(raw), self.blobs_root, envelope.mail_from, self.max_attachment, self.prefix),
+                (bytes(raw), self.blobs_root, envelope.mail_from, self.max_attachment, self.prefix, self.sender_check),
             )
             handled = await self.committer.submit(prepared)
         except Exception as e:  # noqa: BLE001 - ours: the sender keeps the mail and retries
@@ -233,9 +235,9 @@ class _SMTP(SMTP):
 
 
 def _prepare_job(args: tuple) -> Prepared:
-    raw, blobs_root, mail_from, max_attachment, prefix = args
+    raw, blobs_root, mail_from, max_attachment, prefix, sender_check = args
     # The null reverse-path of a bounce arrives as "<>".
-    return prepare(raw, blobs_root, envelope_from=mail_from, max_attachment=max_attachment, prefix=prefix)
+    return prepare(raw, blobs_root, envelope_from=mail_from, max_attachment=max_attachment, prefix=prefix, sender_check=sender_check)
 
 
 def _warm() -> int:

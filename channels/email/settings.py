@@ -77,15 +77,39 @@ class ImapMailbox(Section):
 
 
 class AckSettings(Section):
-    """Acknowledgements of new tickets, sent through a relay (RFC 3834 auto-replies)."""
+    """Outgoing mail: acknowledgements of new tickets (RFC 3834 auto-replies), operators' replies and
+    notifications, all through the durable outbox and the relay. No relay_host: the mails wait in the outbox."""
 
     enabled: bool = True
-    relay_host: str = "127.0.0.1"
+    relay_host: str | None = Field(None, description="the relay (smarthost) outgoing mail goes through; None: mails wait")
     relay_port: int = Field(25, ge=1, le=65535)
-    sender: str = Field("assistenza@example.org", description="From: and the envelope sender of acknowledgements")
+    relay_starttls: bool = Field(False, description="STARTTLS to the relay (RFC 3207) before sending")
+    sender: str = Field("assistenza@example.org", description="From: and the envelope sender of outgoing mail")
     sender_name: str = "Help desk"
-    per_address_per_hour: int = Field(5, ge=0, description="acknowledgements to one address per hour at most")
+    per_address_per_hour: int = Field(5, ge=0, description="acknowledgements to one address per hour at most (all gateways)")
+    global_per_hour: int = Field(500, ge=0, description="acknowledgements per hour in all (all gateways)")
+    # Backscatter: only senders the channel authenticated (DMARC alignment) or the desk knows are acknowledged.
+    trusted_authserv_ids: list[str] = Field(
+        default_factory=list, description="Authentication-Results from these authserv-ids (our MTA) are believed"
+    )
+    verify_dkim: bool = Field(True, description="check DKIM signatures aligned with From: ourselves (needs DNS)")
+    dns_timeout_seconds: float = Field(2.0, gt=0)
+    known_domains: list[str] = Field(default_factory=list, description="senders at these domains count as known")
     timeout_seconds: float = Field(15, gt=0)
+    retry_seconds: float = Field(30, gt=0, description="first wait after a temporary failure, doubling each time")
+    max_retry_seconds: float = Field(3600, gt=0)
+    batch: int = Field(50, ge=1, le=1000, description="mails claimed and sent over one connection")
+    poll_seconds: float = Field(1.0, gt=0)
+
+    @field_validator("relay_host")
+    @classmethod
+    def _relay(cls, v: str | None) -> str | None:
+        return (v or "").strip() or None
+
+    @field_validator("known_domains", "trusted_authserv_ids")
+    @classmethod
+    def _lower(cls, v: list[str]) -> list[str]:
+        return [x.strip().lower() for x in v if x.strip()]
 
 
 class EmailSettings(Section):

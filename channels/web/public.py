@@ -150,11 +150,11 @@ def _acknowledge(ctx, contact: Contact, result) -> bool:
     if mail is None or not contact.sender.email or str(result.outcome) != "created":
         return False
     try:
-        mail.acknowledge_contact(contact, result)
+        queued = mail.acknowledge_contact(contact, result)  # the intake queued it, or the policy said no
     except Exception:  # noqa: BLE001 - ours, and the ticket is safe: log it, the user has the number on screen
         log.exception("acknowledgement of %s could not be queued", result.ticket_number)
         return False
-    return True
+    return bool(queued)
 
 
 def _contact(values: dict, sid: str, lang: str, attachments, raw) -> Contact:

@@ -1,9 +1,11 @@
 """Operators' replies to the reporter by email (the desk page and `POST /api/v1/tickets/{number}/replies`).
 
-The mail goes out through the email channel's sender (`ctx.shared.mail.send_reply`), which records it on the
-ticket as an outbound message, so the user's answer threads back. It is addressed to the reporter's email
-(the ticket's `reporter_email` field, else the first inbound message's sender) with `In-Reply-To` the
-Message-ID of their latest mail (RFC 5322 §3.6.4), so it lands in the same conversation in their client.
+The reply is queued in the durable outbox (`ctx.shared.mail.send_reply`, the email channel's sender) and recorded
+on the ticket at once as an outbound message, so the user's answer threads back; the sender delivers it through
+the relay, retrying while the relay is away, and the ticket's history says when it went ("mail_sent") or why
+not yet ("mail_waiting", "mail_failed" with the relay's words). It is addressed to the reporter's email (the
+ticket's `reporter_email` field, else the first inbound message's sender) with `In-Reply-To` the Message-ID of
+their latest mail (RFC 5322 §3.6.4), so it lands in the same conversation in their client.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class ReplyError(Exception):
 
 
 def send_reply(ctx, desk: Desk, number: str, text: str) -> tuple[str, str]:
-    """Send the reply now (blocking: run it in a thread); returns (its Message-ID, the address it went to).
+    """Queue the reply (blocking: run it in a thread); returns (its Message-ID, the address it goes to).
     Raises `ticketing.desk.TicketNotFound` or `ReplyError`."""
     target = desk.reply_target(number)
     text = (text or "").strip()
