@@ -158,3 +158,104 @@ def test_a_report_the_database_refused_stays_in_the_spool_until_delivered(core, 
     assert calls.recover() == 1 and not session.dir.exists()
     with core.sessions() as s:
         assert len(s.scalars(select(Ticket)).all()) == 1
+
+
+# -- the spool: versioned JSON, quarantined when unreadable ------------------------------------------------------
+def test_the_spooled_state_is_json_that_restores_every_field_of_the_flow(core, tmp_path, speech):
+    import json
+
+    from channels.voice import spool
+    from channels.voice.flow import Understood
+
+    calls = make_calls(core, tmp_path)
+    session, _ = calls.open("call-json", "+39 333 000 4444")
+    session.handle(Timeout())
+    session.handle(Digits("1"))
+    answer(session, "name", speech)
+    session.flow.candidate = Understood("asset", "PC-0042", "the printer", 0.8)  # a field added by the confirmation
+    session.handle(Timeout())  # saved after every step
+    doc = json.loads((session.dir / "state.json").read_text())
+    assert doc["version"] == spool.VERSION and doc["call_id"] == "call-json"
+    saved = spool.loads((session.dir / "state.json").read_bytes(), calls.flow_settings)
+    assert vars(saved.flow) == vars(session.flow)  # every attribute, the report and its recordings included
+    assert not list(session.dir.glob("*.pickle"))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "future-version", "unknown-class", "legacy-pickle", "recordings-only"])
+def test_an_unreadable_spool_is_quarantined_with_its_recordings_and_recorded_as_ours(core, tmp_path, speech, damage):
+    import json
+
+    from ticketing.models import Rejection
+
+    calls = make_calls(core, tmp_path)
+    calls.reject = core.intake.reject
+    session, _ = calls.open(f"call-{damage}", "+39 333 000 5555")
+    session.handle(Timeout())
+    session.handle(Digits("1"))
+    answer(session, "name", speech)
+    state = session.dir / "state.json"
+    doc = json.loads(state.read_text())
+    if damage == "garbage":
+        state.write_bytes(b"\x80\x04not json at all")
+    elif damage == "future-version":
+        state.write_text(json.dumps({**doc, "version": 99}))
+    elif damage == "unknown-class":
+        doc["flow"]["report"]["__type__"] = "os:system"
+        state.write_text(json.dumps(doc))
+    elif damage == "legacy-pickle":
+        state.rename(session.dir / "state.pickle")
+    else:
+        state.unlink()
+    directory = session.dir
+
+    restarted = make_calls(core, tmp_path)
+    restarted.reject = core.intake.reject
+    assert restarted.recover() == 0
+    assert not directory.exists()
+    (kept,) = (tmp_path / "spool" / "quarantine").iterdir()
+    assert (kept / "answer-name.wav").read_bytes() == speech  # the caller's words are kept, never deleted
+    with core.sessions() as s:
+        (rejection,) = s.scalars(select(Rejection)).all()
+        assert s.scalars(select(Ticket)).all() == []
+    assert rejection.fault == "ours" and str(kept) in rejection.reason and rejection.channel == "voice"
+    assert restarted.recover() == 0  # once: the quarantine is not taken for a call
+
+
+def test_source_limits_rate_then_ban_and_concurrency():
+    from channels.voice.settings import SipLimitSettings
+    from channels.voice.sip.limits import SourceLimits
+
+    now = [0.0]
+    limits = SourceLimits(SipLimitSettings(attempts_per_second=1, attempts_burst=3, calls_per_source=2, ban_after=3,
+                                           ban_seconds=30, exempt=["10.0.0.9"]), clock=lambda: now[0])
+    assert limits.admit("a") is None and limits.admit("a") is None
+    busy = limits.admit("a")  # a third call at once from a
+    assert (busy.code, busy.retry_after) == (486, 60)
+    assert limits.admit("b") is None  # another source is not affected
+    limits.release("a")
+    refused = [limits.admit("a") for _ in range(3)]  # out of tokens: 503, then banned: 403
+    assert [r.code for r in refused] == [503, 503, 403] and refused[0].retry_after == 1
+    now[0] += 10
+    assert limits.admit("a").code == 403  # still banned, with the rest of the ban as Retry-After
+    assert limits.admit("a").retry_after == 20
+    now[0] += 21
+    assert limits.admit("a") is None
+    assert all(limits.admit("10.0.0.9") is None for _ in range(50))
+
+
+def test_repeated_warnings_become_one_line_with_a_count(caplog):
+    import logging
+
+    from channels.logs import Throttled
+
+    now = [0.0]
+    log = logging.getLogger("test.throttled")
+    t = Throttled(log, every=10.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="test.throttled"):
+        for _ in range(1000):
+            t.warning("k", "refused %s", "1.2.3.4")
+        t.warning("other", "another kind")
+        now[0] += 11
+        t.flush()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["refused 1.2.3.4", "another kind", "refused 1.2.3.4 (999 like it in the last 11 s)"]

@@ -26,12 +26,15 @@ import heapq
 import itertools
 import logging
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pjsua2 as pj
+
+from channels.logs import Throttled
 
 from ..settings import SipSettings
 
@@ -130,6 +133,7 @@ class PjThread:
                 if now >= next_tick:
                     next_tick = now + 1.0
                     self._guard(self.on_tick)
+                    self._guard(self._writer.throttled.flush)
         except BaseException:  # noqa: BLE001 - the loop itself broke: log, and still shut down in order
             log.exception("the pjsua2 loop failed")
         self._shutdown()
@@ -356,15 +360,29 @@ def request_source(rdata, proxy: str | None = None) -> str:
 
 
 class _LogWriter(pj.LogWriter):
-    """pjsip's log lines into Python logging, at the matching level."""
+    """pjsip's log lines into Python logging, at the matching level. Its warnings and errors repeat per
+    request under a flood ("Unable to accept incoming call (too many calls)" for each INVITE turned away):
+    they go through `Throttled`, one line per kind of message (digits aside) every 10 s, with a count."""
+
+    def __init__(self):
+        super().__init__()
+        self.throttled = Throttled(pjlog, every=10.0, max_keys=200)
 
     def write(self, entry):
         try:
             level = _LEVELS.get(entry.level, logging.DEBUG)
-            if pjlog.isEnabledFor(level):
-                pjlog.log(level, "%s", entry.msg.rstrip())
+            if not pjlog.isEnabledFor(level):
+                return
+            msg = entry.msg.rstrip()
+            if level >= logging.WARNING:
+                self.throttled.log(level, _DIGITS.sub("#", msg), "%s", msg)
+            else:
+                pjlog.log(level, "%s", msg)
         except Exception:  # noqa: BLE001
             pass
+
+
+_DIGITS = re.compile(r"\d+")
 
 
 _LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
