@@ -25,6 +25,7 @@ from ticketing.inventory import import_assets, import_users
 from ticketing.lifecycle import Lifecycle, SlaTarget
 from ticketing.models import Asset, User
 from ticketing.operators import Accounts
+from ticketing.organisations import Organisations
 from ticketing.outbox import Outbox
 from ticketing.ports import DeskPort, IntakePort, OutboundMail, OutboxPort, PhoneStatus
 
@@ -113,6 +114,7 @@ def build_core(config: Config, *, upgrade: bool = True) -> Core:
     sessions = storage.make_sessionmaker(engine)
     sla = {k: SlaTarget(v.respond_minutes, v.resolve_minutes) for k, v in config.ticketing.sla.items()}
     lifecycle = Lifecycle(sla)
+    lifecycle.organisations = Organisations(sessions, lifecycle.default_contract, ttl=config.directory.reload_seconds)
     intake = IntakeService(
         sessions,
         directory=DirectoryCache(sessions, ttl=config.directory.reload_seconds),
@@ -122,6 +124,7 @@ def build_core(config: Config, *, upgrade: bool = True) -> Core:
     )
     accounts = Accounts(sessions, max_failures=config.web.lockout_failures, lock_seconds=config.web.lockout_seconds)
     desk = Desk(sessions, lifecycle, config.ticketing.number_prefix, config.ticketing.low_confidence, accounts)
+    desk.default_groups = {level: name for level, name in ((2, config.ticketing.default_group_ii), (3, config.ticketing.default_group_iii)) if name}
     from .mail import build_outbox
 
     outbox = build_outbox(config, sessions, intake)
@@ -133,10 +136,17 @@ def seed_directory(core: Core) -> None:
     cfg = core.config.directory
     if not cfg.seed_when_empty:
         return
+    from ticketing.groups import SupportGroup, import_groups
+    from ticketing.organisations import Organisation, import_organisations
+
     with core.sessions() as s:
+        n_orgs = s.scalar(select(func.count()).select_from(Organisation))
+        n_groups = s.scalar(select(func.count()).select_from(SupportGroup))
         n_assets = s.scalar(select(func.count()).select_from(Asset))
         n_users = s.scalar(select(func.count()).select_from(User))
     for path, count, importer, what in (
+        (cfg.organisations_csv, n_orgs, import_organisations, "organisations"),
+        (cfg.groups_csv, n_groups, import_groups, "support groups"),
         (cfg.assets_csv, n_assets, import_assets, "assets"),
         (cfg.users_csv, n_users, import_users, "users"),
     ):
@@ -146,6 +156,8 @@ def seed_directory(core: Core) -> None:
             for line in report.lines():
                 log.warning("%s: %s", path, line)
     core.intake.directory.invalidate()
+    if core.lifecycle.organisations is not None:
+        core.lifecycle.organisations.invalidate()
 
 
 def channel_context(core: Core, settings: Any) -> ChannelContext:

@@ -104,9 +104,11 @@ def _import_command(kind: str):
     @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
     @pass_state
     def command(state: State, file: Path) -> None:
+        from ticketing.groups import import_groups
         from ticketing.inventory import count_lines, import_assets, import_users
+        from ticketing.organisations import import_organisations
 
-        importer = import_assets if kind == "assets" else import_users
+        importer = {"assets": import_assets, "users": import_users, "groups": import_groups, "organisations": import_organisations}[kind]
         core = state.core()
         total = count_lines(file)
         with click.progressbar(length=total, label=f"importing {kind}", file=sys.stderr, show_pos=True) as bar:
@@ -131,8 +133,20 @@ def users() -> None:
     """The user directory."""
 
 
+@main.group()
+def groups() -> None:
+    """Support groups (level II and III, internal or external): name, kind, level, email, webhook_url, organisation."""
+
+
+@main.group()
+def organisations() -> None:
+    """Client organisations: name, domains, hours, holidays, timezone, sla."""
+
+
 assets.command("import")(_import_command("assets"))
 users.command("import")(_import_command("users"))
+groups.command("import")(_import_command("groups"))
+organisations.command("import")(_import_command("organisations"))
 
 
 @main.group()
@@ -159,6 +173,12 @@ def _ticket_summary(core, t) -> dict:
 def _ticket_detail(core, t) -> dict:
     low = core.config.ticketing.low_confidence
     data = _ticket_summary(core, t)
+    view = core.desk._header(t)  # organisation, group, waiting and SLA as the desk and the API show them
+    data.update({
+        "organisation": view.organisation, "group": view.group, "waiting": view.waiting,
+        "sla": {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in view.sla.items() if k in ("respond_by", "resolve_by", "paused", "breached")},
+        "first_response_at": t.first_response_at.isoformat() if t.first_response_at else None,
+    })
     data.update(
         {
             "respond_by": t.respond_by.isoformat() if t.respond_by else None,

@@ -69,6 +69,11 @@ class TicketingConfig(Section):
         }
     )
 
+    # Support groups (issue 12): where an escalation goes when the ticket's asset names no group for the level.
+    default_group_ii: str | None = Field(None, description="group name for level II escalations without an asset's group")
+    default_group_iii: str | None = Field(None, description="group name for level III escalations without an asset's group")
+    sla_check_seconds: float = Field(60.0, gt=0, description="how often the SLA warnings and breaches are looked for")
+
     @field_validator("pipeline")
     @classmethod
     def _pipeline(cls, v: list[str]) -> list[str]:
@@ -87,6 +92,8 @@ class TicketingConfig(Section):
 class DirectoryConfig(Section):
     assets_csv: Path | None = Path("config/assets.csv")
     users_csv: Path | None = Path("config/users.csv")
+    organisations_csv: Path | None = Path("config/organisations.csv")
+    groups_csv: Path | None = Path("config/groups.csv")
     seed_when_empty: bool = Field(True, description="import the CSV files at start when the tables are empty")
     reload_seconds: float = Field(60.0, gt=0)
 

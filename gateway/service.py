@@ -71,6 +71,7 @@ async def serve(core: Core, stop: asyncio.Event | None = None) -> None:
             pass
     started: list[ChannelService] = []
     workers = None
+    watch = None
     try:
         # Load every channel before starting any: a channel may offer another something at load time (the
         # voice channel's Twilio webhooks are served by the web channel).
@@ -86,6 +87,8 @@ async def serve(core: Core, stop: asyncio.Event | None = None) -> None:
             started.append(service)
             log.info("channel %s started", name)
         workers = _transcription_workers(core)
+        watch = _sla_watch(core)
+        await watch.start()
         if not started:
             log.warning("no channel is enabled: the gateway takes no contacts (see [email], [web], [voice] in the config)")
         log.info("helpdesk-gateway ready (database %s)", core.engine.url.render_as_string(hide_password=True))
@@ -94,12 +97,25 @@ async def serve(core: Core, stop: asyncio.Event | None = None) -> None:
     finally:
         if workers is not None:
             workers.stop()
+        if watch is not None:
+            await watch.stop()
         for service in reversed(started):
             try:
                 await service.stop()
                 log.info("channel %s stopped", service.name)
             except Exception:
                 log.exception("channel %s did not stop cleanly", service.name)
+
+
+def _sla_watch(core: Core):
+    """The background SLA check (warnings at 80 %, breaches), every `ticketing.sla_check_seconds`."""
+    from ticketing.slawatch import SlaWatch
+
+    metrics, on_breach = getattr(core, "metrics", None), None
+    if metrics is not None and hasattr(metrics, "counter"):
+        on_breach = metrics.counter("helpdesk_sla_breaches", "SLA breaches raised on tickets (respond or resolve)").inc
+    t = core.config.ticketing
+    return SlaWatch(core.sessions, core.lifecycle, t.number_prefix, t.sla_check_seconds, on_breach)
 
 
 def _transcription_workers(core: Core):

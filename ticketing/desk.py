@@ -234,7 +234,7 @@ class Desk(Actions):
         return orgs.name(organisation_id) if orgs is not None and organisation_id is not None else None
 
     def _group_names(self, s: Session) -> dict[int, str]:
-        return dict(s.execute(select(SupportGroup.id, SupportGroup.name)).tuples())
+        return dict(s.execute(select(SupportGroup.id, SupportGroup.name)).all())
 
     # -- reading --------------------------------------------------------------------------------------------
     def number(self, ticket: Ticket) -> str:

@@ -140,8 +140,8 @@ class Organisations:
                     terms[o.id] = OrgTerms(o.id, o.name, cal, contract)
                     for d in o.domains or ():
                         domains.setdefault(d, o.id)
-                users = dict(s.execute(select(User.id, User.organisation_id).where(User.organisation_id.is_not(None))).tuples())
-                assets = dict(s.execute(select(Asset.id, Asset.organisation_id).where(Asset.organisation_id.is_not(None))).tuples())
+                users = dict(s.execute(select(User.id, User.organisation_id).where(User.organisation_id.is_not(None))).all())
+                assets = dict(s.execute(select(Asset.id, Asset.organisation_id).where(Asset.organisation_id.is_not(None))).all())
             self._terms, self._domains, self._users, self._assets = terms, domains, users, assets
             self._loaded_at = time.monotonic()
 
