@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from ticketing import storage
+from ticketing import extraction, storage
 from ticketing.desk import Desk
 from ticketing.intake import DirectoryCache, IntakeService
 from ticketing.inventory import import_assets, import_users
@@ -71,6 +71,8 @@ class Core:
     desk: Desk
     shared: Shared = field(default_factory=Shared)
     outbox: Outbox | None = None  # outgoing mail, durable (gateway/mail.py)
+    metrics: Any = None  # gateway/metrics.py: the Prometheus registry of this process
+    health: Any = None  # gateway/health.py: /readyz, set by serve
 
     def close(self) -> None:
         self.intake.close()
@@ -89,6 +91,8 @@ class ChannelContext:
     desk: DeskPort | None = None  # the operators' queries and actions (web channel)
     phone: PhoneStatus | None = None  # caller names, ticket status by phone (voice channel)
     shared: Shared = field(default_factory=Shared)  # what channels offer one another (see Shared)
+    # (question, text, language) -> the core's reading of one spoken answer (the IVR's confirmation)
+    interpret: Callable[[str, str, str], Any] | None = None
     # The whole configuration as JSON with this channel's section replaced, for a worker process the channel
     # starts (the SIP workers) to build its own core from.
     worker_config: Callable[[Any], str] | None = None
@@ -128,7 +132,10 @@ def build_core(config: Config, *, upgrade: bool = True) -> Core:
     from .mail import build_outbox
 
     outbox = build_outbox(config, sessions, intake)
-    return Core(config, engine, sessions, storage.BlobStore(data_dir / "blobs"), lifecycle, intake, desk, outbox=outbox)
+    from .metrics import Metrics
+
+    return Core(config, engine, sessions, storage.BlobStore(data_dir / "blobs"), lifecycle, intake, desk, outbox=outbox,
+                metrics=Metrics())
 
 
 def seed_directory(core: Core) -> None:
@@ -168,7 +175,7 @@ def channel_context(core: Core, settings: Any) -> ChannelContext:
         return core.config.model_copy(update=update).model_dump_json()
 
     return ChannelContext(
-        intake=core.intake,
+        intake=core.metrics.wrap_intake(core.intake) if core.metrics is not None else core.intake,
         blobs=core.blobs,
         settings=settings,
         number_prefix=core.config.ticketing.number_prefix,
@@ -176,6 +183,7 @@ def channel_context(core: Core, settings: Any) -> ChannelContext:
         desk=core.desk,
         phone=core.desk,
         shared=core.shared,
+        interpret=lambda question, text, language: extraction.interpret_answer(question, text, core.intake.directory.get(), language),
         worker_config=worker_config,
         outbox=core.outbox,
     )

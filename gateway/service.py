@@ -82,9 +82,16 @@ async def serve(core: Core, stop: asyncio.Event | None = None) -> None:
             loaded.append((name, service))
         if core.shared.http_mounts and not core.config.web.enabled:
             log.warning("web paths %s are offered but the web channel is off: nothing serves them", sorted(core.shared.http_mounts))
+        health = _health(core, loaded)
         for name, service in loaded:
-            await service.start()
+            try:
+                await service.start()
+            except Exception as e:  # noqa: BLE001 - the others still run; /readyz names this one (503)
+                log.exception("channel %s did not start; the gateway runs without it and is not ready", name)
+                health.channel_failed(name, e)
+                continue
             started.append(service)
+            health.channel_started(name, service)
             log.info("channel %s started", name)
         workers = _transcription_workers(core)
         watch = _sla_watch(core)
@@ -129,3 +136,22 @@ def _transcription_workers(core: Core):
     workers.start()
     log.info("%d transcription worker(s) started", stt.workers)
     return workers
+
+
+def _health(core: Core, loaded: list):
+    """/healthz, /readyz and /metrics on the web channel's app (gateway/health.py, gateway/metrics.py)."""
+    from .health import Health
+
+    metrics = getattr(core, "metrics", None)
+    if metrics is not None:
+        spool = getattr(getattr(core.config.voice, "sip", None), "spool_dir", None) or getattr(core.config.voice, "spool_dir", None)
+        metrics.watch_state(core.sessions, core.config.storage.data_dir, spool)
+        from channels.email.receiver import REPLY_OBSERVERS
+
+        REPLY_OBSERVERS[:] = [metrics.smtp_reply]
+    health = Health(core, metrics)
+    core.health = health
+    for name, service in loaded:
+        if name == "web" and getattr(service, "app", None) is not None:
+            health.install(service.app)
+    return health
