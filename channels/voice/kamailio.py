@@ -19,12 +19,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from channels.datafiles import config_root
+
 log = logging.getLogger("channels.voice.kamailio")
 
 # Kamailio is exec'd through the gateway's child shim, so it gets SIGTERM (and stops its own children) when the
 # gateway dies, kill -9 included (gateway/workers.py `exec`, gateway/children.py).
 DIE_WITH_PARENT = (sys.executable, "-m", "gateway.workers", "exec")
-TEMPLATE = Path(__file__).resolve().parents[2] / "config" / "kamailio" / "kamailio.cfg"
+TEMPLATE = config_root() / "kamailio" / "kamailio.cfg"  # the checkout's or the installed wheel's (channels/datafiles.py)
 MODULE_DIRS = ("/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/aarch64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules")
 
 

@@ -1,8 +1,9 @@
 """Configuration of the voice channel: the `[voice]` section (`voice.sip`, `voice.twilio`, the IVR, prompts, speech).
 
-With the defaults the gateway answers SIP itself on `voice.sip.port` (one call-handling process, up to
-`max_calls` calls). `voice.sip.workers = N` runs N call-handling processes on the ports after it, with
-Kamailio answering for all of them on `voice.sip.port` (`voice.sip.kamailio`). Twilio's webhooks are served by
+With the defaults one call-handling worker process, supervised by the gateway, answers SIP on `voice.sip.port`
+(up to `max_calls` calls). `voice.sip.workers = N` runs N worker processes on the ports after it, with
+Kamailio answering for all of them on `voice.sip.port` (`voice.sip.kamailio`). `voice.sip.limits` are the
+per-source limits every worker applies before answering. Twilio's webhooks are served by
 the web channel under `/twilio/voice/` when `voice.twilio.enabled`.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from .stt.settings import SttSettings
 
@@ -47,6 +48,22 @@ class KamailioSettings(Section):
     pike_seconds: int = Field(2, ge=1)
 
 
+class SipLimitSettings(Section):
+    """Per-source limits a SIP worker applies before answering (with or without Kamailio in front).
+
+    A source is the caller's IP address (behind Kamailio: the address Kamailio saw, in its X-Helpdesk-Source
+    header). A PBX or trunk sends every call from one address: list it in `exempt`.
+    """
+
+    attempts_per_second: float = Field(2.0, gt=0, description="call attempts (INVITEs) a source may make per second, sustained")
+    attempts_burst: int = Field(8, ge=1, description="attempts a source may make at once before the rate applies")
+    calls_per_source: int = Field(2, ge=1, description="calls one source may have open at the same time (486 beyond)")
+    ban_after: int = Field(20, ge=1, description="attempts refused in a row for going too fast before the source is banned")
+    ban_seconds: int = Field(60, ge=1, description="how long a banned source gets 403")
+    exempt: list[str] = Field(default_factory=list, description="addresses no limit applies to (the PBX, the trunk)")
+    proxy: str | None = Field(None, description="set by the supervisor: the address of Kamailio, whose header names the source")
+
+
 class SipSettings(Section):
     enabled: bool = Field(True, description="answer SIP (pjsua2); off: Twilio only")
     host: str = "127.0.0.1"
@@ -59,6 +76,7 @@ class SipSettings(Section):
     max_call_seconds: int = Field(900, ge=30, description="watchdog: hang up a call that lasts longer")
     no_rtp_seconds: int = Field(30, ge=5, description="watchdog: hang up a call whose audio stopped")
     ack_timeout_seconds: int = Field(10, ge=1, description="watchdog: free the slot of an answered INVITE never ACKed")
+    limits: SipLimitSettings = Field(default_factory=SipLimitSettings)
     log_level: int = Field(2, ge=0, le=6, description="pjsip's log level, routed into Python logging")
     registration: RegistrationSettings = Field(default_factory=RegistrationSettings)
     kamailio: KamailioSettings = Field(default_factory=KamailioSettings)
@@ -105,3 +123,10 @@ class VoiceSettings(Section):
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
     ivr: IvrSettings = Field(default_factory=IvrSettings)
     stt: SttSettings = Field(default_factory=SttSettings)
+
+    @field_validator("prompts_dir")
+    @classmethod
+    def _shipped_prompts(cls, v: Path) -> Path:
+        from channels.datafiles import shipped
+
+        return shipped(v)  # an installed wheel: the prompts shipped with it (channels/datafiles.py)
