@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from rapidfuzz import fuzz
 
+import ticketing.models  # noqa: F401  (before ticketing.inventory: models imports groups, which imports inventory)
 from gateway.contact_files import contact_from_dict
 from ticketing.directory import DirAsset, Directory, DirUser
 from ticketing.extraction import extract
@@ -37,12 +38,13 @@ BARS = {
 
 def sample_directory() -> Directory:
     with open(CONFIG / "users.csv", encoding="utf-8") as f:
-        users = [DirUser(i, **{**parse_user(r), "phones": tuple(parse_user(r)["phones"])}) for i, r in enumerate(csv.DictReader(f), 1)]
+        rows = [parse_user(r) for r in csv.DictReader(f)]
+        users = [DirUser(i, u["name"], u["email"], tuple(u["phones"]), u["department"]) for i, u in enumerate(rows, 1)]
     assets = []
     with open(CONFIG / "assets.csv", encoding="utf-8") as f:
         for i, r in enumerate(csv.DictReader(f), 1):
             a = parse_asset(r)
-            assets.append(DirAsset(i, a["tag"], a["name"], a["kind"], tuple(a["aliases"]), a["hostname"], a["serial"], a["criticality"]))
+            assets.append(DirAsset(i, a["tag"], a["name"], a["kind"], tuple(a["aliases"]), a["hostname"], a["serial"], a["criticality"], a["location"]))
     return Directory(users, assets)
 
 

@@ -7,6 +7,7 @@ replaced when an import changes the data.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ from rapidfuzz import fuzz, process
 
 from .contact import normalise_phone
 from .text import fold
+from .vocabulary import canonical, spoken_numbers
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +37,14 @@ class DirAsset:
     hostname: str | None = None
     serial: str | None = None
     criticality: str = "medium"
+    location: str | None = None  # where it is ("Palazzo B piano terra sportello 1"): callers describe it so
 
 
 @dataclass(frozen=True, slots=True)
 class AssetMatch:
     asset: DirAsset
     confidence: float
-    how: str  # "identifier" | "alias" | "fuzzy"
+    how: str  # "identifier" | "alias" | "place" | "number" | "fuzzy"
     matched: str
 
 
@@ -49,7 +52,9 @@ class AssetMatch:
 # "stampante secondo piano" and "il pc della ragioneria" meets "pc ragioneria".
 _STOPWORDS = frozenset(
     "il lo la i gli le l un uno una del dello della dei degli delle dell di da dal dalla nel nella al alla all "
-    "per su sul sulla con in a e o mio mia nostro nostra the a an of my our on in at for to".split()
+    "per su sul sulla con in a e o mio mia nostro nostra quello quella numero n nr "
+    "le la les l du de des d au aux une en dans sur pour avec et ou mon ma mes notre nos votre vos numero "
+    "the a an of my our on in at for to number no".split()
 )
 _TOKEN = re.compile(r"[\w]+")
 
@@ -57,6 +62,27 @@ _TOKEN = re.compile(r"[\w]+")
 def content_words(text: str) -> str:
     """Folded text without function words: the form names and aliases are compared in."""
     return " ".join(w for w in _TOKEN.findall(fold(text)) if w not in _STOPWORDS)
+
+
+def asset_words(text: str) -> str:
+    """The words an asset is matched in, the same for the inventory and for what people say: folded, number
+    words as digits (ordinals after their noun), each synonym as its class's word, function words dropped.
+    "l'imprimante du deuxième étage" and "la stampante del secondo piano" both give "stampante piano 2"."""
+    return content_words(canonical(spoken_numbers(fold(text))))
+
+
+def _places(words: str) -> set[str]:
+    """Place tokens of matched words: a word followed by a number is one token ("sportello#1", "piano#2"),
+    other words stand alone; numbers alone are no place."""
+    tokens = words.split()
+    out: set[str] = set()
+    for i, t in enumerate(tokens):
+        if t.isdigit():
+            continue
+        if i + 1 < len(tokens) and tokens[i + 1].isdigit():
+            out.add(f"{t}#{int(tokens[i + 1])}")
+        out.add(t)
+    return out
 
 
 def _ident_pattern(ident: str) -> str:
@@ -88,10 +114,11 @@ class Directory:
                 if ident:
                     idents[fold(ident)] = a
             for alias in (a.name, *a.aliases):
-                key = content_words(alias)
+                key = asset_words(alias)
                 if key:
                     aliases.setdefault(key, a)
         self._idents = idents
+        self._index_places()
         self._aliases = aliases
         self._alias_list = list(aliases)
         self._ident_re = self._alternation({_ident_pattern(k): k for k in idents})
@@ -113,19 +140,53 @@ class Directory:
         n = normalise_phone(phone)
         return self._by_phone.get(n) if n else None
 
-    def user_by_name(self, name: str, cutoff: float = 86) -> tuple[DirUser, float] | None:
-        """The directory entry whose name best matches `name` (word order ignored), with a 0–1 score."""
+    def user_by_name(self, name: str, cutoff: float = 86, *, department: str | None = None) -> tuple[DirUser, float] | None:
+        """The directory entry whose name best matches `name` (word order ignored), with a 0–1 score. Between
+        entries that match about as well (two Marco Rossi), the one whose department fits `department` wins."""
         if not self._names or not name.strip():
             return None
-        hit = process.extractOne(fold(name), self._names, scorer=fuzz.token_sort_ratio, score_cutoff=cutoff)
-        if hit is None:
+        hits = process.extract(fold(name), self._names, scorer=fuzz.token_sort_ratio, score_cutoff=cutoff, limit=5)
+        if not hits:
             return None
-        return self.users[hit[2]], hit[1] / 100
+        best = hits[0]
+        if department and len(hits) > 1:
+            near = [h for h in hits if h[1] >= best[1] - 5]
+            hint = fold(department)
+            fits = [h for h in near if self.users[h[2]].department and fuzz.partial_ratio(hint, fold(self.users[h[2]].department)) >= 80]
+            if fits:
+                best = fits[0]
+        return self.users[best[2]], best[1] / 100
+
+    def _index_places(self) -> None:
+        """What describes each asset besides its names: the kind of thing it is (the first word of its name
+        and aliases: "pc", "stampante") and where it is (its location and the rest of its name, as place
+        tokens), each place token weighted by how few assets share it; and the numbers of its identifiers."""
+        self._kinds: dict[int, set[str]] = {}
+        self._place_of: dict[int, set[str]] = {}
+        self._numbers: dict[int, list[int]] = {}
+        df: dict[str, int] = {}
+        for i, a in enumerate(self.assets):
+            kinds = {w.split()[0] for w in (asset_words(n) for n in (a.name, *a.aliases)) if w}
+            places = _places(asset_words(a.name)) | _places(asset_words(a.location or ""))
+            self._kinds[i], self._place_of[i] = kinds, places - kinds
+            for t in self._place_of[i]:
+                df[t] = df.get(t, 0) + 1
+            for ident in (a.tag, a.hostname):
+                for n in re.findall(r"\d{2,}", ident or ""):
+                    self._numbers.setdefault(int(n), []).append(i)
+        n = max(1, len(self.assets))
+        self._place_weight = {t: math.log((n + 1) / c) for t, c in df.items()}
 
     # -- assets ---------------------------------------------------------------------------------------------
     def match_asset(self, text: str, *, fuzzy: bool = True) -> AssetMatch | None:
-        """The asset `text` speaks of: an identifier (tag, hostname, serial) first, then a name or alias, then
-        a near miss of one (typos, speech-to-text spellings). Several different assets lower the confidence."""
+        """The asset `text` speaks of, from the surest evidence down:
+        1. an identifier (tag, hostname, serial), as written or said ("pc zero uno quattro due");
+        2. a name or alias, in any of the three languages (synonym classes);
+        3. its kind and where it is ("il pc dello sportello 1", "the printer on the second floor"), which also
+           overrides an alias that only names the kind ("stampante") when the place points elsewhere;
+        4. its kind and the number of its identifier ("computer number 0142");
+        5. a near miss of a name or alias (typos, speech-to-text spellings).
+        Several different assets lower the confidence. A pure function of the text and the snapshot."""
         folded = fold(text)
         if self._ident_re is not None:
             m = self._ident_re.search(folded)
@@ -133,16 +194,69 @@ class Directory:
                 asset = self._ident_lookup.get(re.sub(r"[-_\s]", "", m.group(0)))
                 if asset is not None:
                     return AssetMatch(asset, 0.98, "identifier", m.group(0))
-        words = content_words(text)
+        words = content_words(canonical(spoken_numbers(folded)))
+        if self._ident_re is not None and (m := self._ident_re.search(words)):
+            asset = self._ident_lookup.get(re.sub(r"[-_\s]", "", m.group(0)))
+            if asset is not None:
+                return AssetMatch(asset, 0.9, "identifier", m.group(0))
+        alias_hit = None
         if self._alias_re is not None:
             found = [(m.group(0), self._aliases[m.group(0)]) for m in self._alias_re.finditer(words)]
             if found:
-                best_alias, best = max(found, key=lambda f: len(f[0]))
-                distinct = {a.tag for _, a in found}
-                return AssetMatch(best, 0.9 if len(distinct) == 1 else 0.7, "alias", best_alias)
+                # The asset named by the most specific alias (most words), then by the most mentions.
+                mentions: dict[str, int] = {}
+                for _, a in found:
+                    mentions[a.tag] = mentions.get(a.tag, 0) + 1
+                best_alias, best = max(found, key=lambda f: (len(f[0].split()), mentions[f[1].tag], len(f[0])))
+                alias_hit = AssetMatch(best, 0.9 if len(mentions) == 1 else 0.7, "alias", best_alias)
+        place_hit = self._by_place(words)
+        if alias_hit is not None:
+            kind_only = " " not in alias_hit.matched
+            if place_hit is not None and place_hit.asset.tag != alias_hit.asset.tag and kind_only and "#" in place_hit.matched:
+                return place_hit
+            return alias_hit
+        if place_hit is not None:
+            return place_hit
+        if (hit := self._by_number(words)) is not None:
+            return hit
         if fuzzy and self._alias_list:
             return self._fuzzy(words)
         return None
+
+    def _by_place(self, words: str) -> AssetMatch | None:
+        """The asset of the kind named whose place tokens the text shares most (rarer tokens weigh more)."""
+        tokens = words.split()
+        if not tokens or not self.assets:
+            return None
+        said = _places(words)
+        present = set(tokens)
+        scored: list[tuple[float, int, str]] = []
+        for i, kinds in self._kinds.items():
+            if not kinds & present:
+                continue
+            shared = self._place_of[i] & said
+            if not shared:
+                continue
+            score = sum(self._place_weight.get(t, 0.0) * (2 if "#" in t else 1) for t in shared)
+            scored.append((score, i, max(shared, key=lambda t: ("#" in t, self._place_weight.get(t, 0.0)))))
+        if not scored:
+            return None
+        scored.sort(reverse=True)
+        best, i, token = scored[0]
+        if best < 1.0 or (len(scored) > 1 and scored[1][0] >= best * 0.9):
+            return None  # nothing distinctive, or two assets fit as well
+        return AssetMatch(self.assets[i], 0.85 if "#" in token else 0.75, "place", token)
+
+    def _by_number(self, words: str) -> AssetMatch | None:
+        """The one asset whose identifier carries a number said in the text, when its kind is named too."""
+        tokens = words.split()
+        present = set(tokens)
+        hits = {i for t in tokens if t.isdigit() and len(t) >= 2 for i in self._numbers.get(int(t), ())}
+        hits = {i for i in hits if self._kinds[i] & present}
+        if len(hits) != 1:
+            return None
+        i = hits.pop()
+        return AssetMatch(self.assets[i], 0.85, "number", self.assets[i].tag)
 
     def _fuzzy(self, text: str) -> AssetMatch | None:
         words = text.split()[:400]
@@ -172,7 +286,7 @@ def load_directory(session) -> Directory:
         DirUser(u.id, u.name, u.email, tuple(u.phones or ()), u.department) for u in session.scalars(select(User))
     ]
     assets = [
-        DirAsset(a.id, a.tag, a.name, a.kind, tuple(a.aliases or ()), a.hostname, a.serial, a.criticality)
+        DirAsset(a.id, a.tag, a.name, a.kind, tuple(a.aliases or ()), a.hostname, a.serial, a.criticality, a.location)
         for a in session.scalars(select(Asset))
     ]
     return Directory(users, assets)

@@ -72,15 +72,94 @@ def clean_text(x: Extraction) -> None:
 _NAME_WORD = r"[A-ZÀ-Ý][a-zà-ÿ'’]+(?:-[A-ZÀ-Ý][a-zà-ÿ'’]+)?"
 _PARTICLE = r"(?:de|di|da|del|della|dal|van|von|la|lo|De|Di|Da|Del|Della|La|Lo)"
 _CAP_NAME = rf"{_NAME_WORD}(?:\s+(?:{_PARTICLE}\s+)?{_NAME_WORD}){{0,2}}"
-_STRONG_PHRASE = re.compile(r"\b(?:mi chiamo|il mio nome [eè]|my name is|nome e cognome:?|name:)\s+(.{2,60})", re.I)
-_WEAK_PHRASE = re.compile(rf"\b(?:[Ss]ono|[Tt]his is|I am|I'm|[Ss]criv[eo] )\s*({_CAP_NAME})")
+_STRONG_PHRASE = re.compile(
+    r"\b(?:mi chiamo|il mio nome [eè]|my name is|nome e cognome:?|name:|je m'appelle|je m’appelle|mon nom est|nom et prénom:?|nom:)\s+(.{2,60})",
+    re.I,
+)
+_WEAK_PHRASE = re.compile(rf"\b(?:[Ss]ono|[Tt]his is|I am|I'm|[Ss]criv[eo] |[Jj]e suis|[Ii]ci|[Cc]'est)\s*({_CAP_NAME})")
 # Transcripts have no capitals: "sono giulia bianchi dell'anagrafe" names someone only if the directory knows them.
-_LOWER_PHRASE = re.compile(r"\b(?:sono|this is|i am|i'm|parla|qui [eè])\s+([a-zà-ÿ']+(?:\s+[a-zà-ÿ']+){0,2})")
-# Words that end a name spoken or written after "mi chiamo…" / "my name is…".
+_LOWER_PHRASE = re.compile(r"\b(?:sono|this is|i am|i'm|parla|qui [eè]|je suis|ici|c'est|moi c'est)\s+([a-zà-ÿ']+(?:\s+[a-zà-ÿ']+){0,2})")
+# Words that end a name spoken or written after "mi chiamo…" / "my name is…" / "je m'appelle…".
 _NAME_STOP = frozenset(
     "sono e ed and from of dell della del dal dalla dello degli i i'm im sto ho vi ti con per the da al in "
-    "dall dall' dell' dalla' ufficio office dipendente from calling chiamo".split()
+    "dall dall' dell' dalla' ufficio office dipendente from calling chiamo "
+    "et du des de l' d' au aux je j'ai suis travaille appelle bureau service at with who".split()
 )
+
+# -- a name said in an answer: "mi chiamo giorgio fontana", "sono paola marino dell'ufficio tecnico" --------
+_SPOKEN_OPENING = re.compile(
+    r"^(?:(?:buongiorno|buonasera|buon pomeriggio|salve|ciao|allora|ecco|si|sì|pronto|bonjour|bonsoir|salut|oui|allo|allô"
+    r"|hello|hi|hey|good (?:morning|afternoon|evening)|yes|yeah|well|so)\b[\s,.!]*)+",
+    re.I,
+)
+_SPOKEN_PHRASE = re.compile(
+    r"^(?:mi chiamo|il mio nome (?:è|e)|io sono|sono|parla|qui (?:è|e|parla)|je m['’ ]?appelle|mon nom (?:est|c'est)|moi c'est|je suis"
+    r"|c'est|ici|my name is|my name's|this is|i am|i'm|it's|it is|name is)\b[\s,:]*",
+    re.I,
+)
+_SPOKEN_TITLE = re.compile(
+    r"^(?:(?:il |la )?(?:dottor(?:e|essa)?|dott\.?(?:ssa)?|ingegner(?:e)?|ing\.?|avvocat[oa]|geometra|ragionier(?:e|a)?"
+    r"|signor(?:a|e)?|sig\.?(?:ra)?|madame|monsieur|mademoiselle|mme|mr|mrs|ms|miss|doctor|dr\.?)\s+)+",
+    re.I,
+)
+# Where a spoken name ends and the department (a hint) begins: "dell'ufficio tributi", "de l'urbanisme", "from IT".
+_DEPARTMENT = re.compile(
+    r"\s+(?:dell['’ ]\s*|della |dello |del |dei |degli |delle |dall['’ ]\s*|dalla |dal |all['’ ]\s*|alla |al |presso (?:l['’ ]\s*|la |il )?"
+    r"|de l['’ ]\s*|de la |du |des |d['’ ]\s*|au |à la |a la |from (?:the )?|of the |at the |in the |with the |in |at |of |dans l['’ ]\s*|chez |"
+    r"(?=(?:ufficio|servizio|settore|segreteria|uffici|service|bureau|office|department|dipartimento|direzione|direction|polizia)\b))(.+)$",
+    re.I,
+)
+_SPOKEN_END = re.compile(r"\s+(?:e|ed|et|and|ho|avrei|vorrei|chiamo|j'ai|je|i|i'm|calling|che|qui|who)\s.*$", re.I)
+_OFFICE_WORDS = re.compile(r"^(?:(?:l['’ ]\s*)?(?:ufficio|servizio|settore|uffici|service|bureau|office|department)\s+(?:di |de |of |du |della |del |dell['’ ]\s*)?)", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class SpokenName:
+    name: str  # as said, capitalised: "Paola Marino"
+    department: str | None  # what followed it as a hint: "tecnico", "tributi", "urbanisme"
+
+
+def spoken_name(text: str, directory: Directory | None = None) -> SpokenName | None:
+    """The name in a spoken (or typed) answer to "what is your name?", without the phrase around it.
+
+    Greetings, "mi chiamo / sono / je m'appelle / c'est / my name is / this is" and titles go; the name ends at
+    the department ("dell'ufficio tributi", "de l'urbanisme", "from accounting"), which is kept as a hint, or
+    at a word that starts a sentence. When the directory knows the first two or three words, they are the
+    name. Works on transcripts without capitals or punctuation.
+    """
+    said = re.sub(r"\s+", " ", (text or "").strip().strip(".,;:!?")).strip()
+    said = _SPOKEN_OPENING.sub("", said)
+    said = _SPOKEN_PHRASE.sub("", said, count=1)
+    said = _SPOKEN_TITLE.sub("", said).strip(" ,.")
+    if not said:
+        return None
+    department = None
+    if directory is not None and (known := _directory_prefix(directory, said)):
+        rest = said[len(known):].strip(" ,.")
+        m = _DEPARTMENT.match(" " + rest) if rest else None
+        department = (m.group(1) if m else rest) or None
+        name = known
+    else:
+        m = _DEPARTMENT.search(said)
+        if m and m.start() > 0:
+            department, said = m.group(1), said[: m.start()]
+        said = _SPOKEN_END.sub("", said)
+        words = [w for w in re.split(r"[\s,]+", said) if w]
+        cut = []
+        for w in words:
+            if fold(w) in _NAME_STOP and cut and fold(w) not in {"de", "di", "da", "la", "lo", "van", "von", "del", "della"}:
+                break
+            cut.append(w)
+        name = " ".join(cut[:4])
+    if department:
+        department = _OFFICE_WORDS.sub("", department.strip(" ,.")).strip() or None
+    name = " ".join("-".join(p[:1].upper() + p[1:] for p in w.split("-")) for w in name.split())
+    if not name or not _plausible_name(name) or not re.search(r"[^\W\d_]{2}", name) or fold(name) in _PRONOUNS:
+        return None
+    return SpokenName(name, department)
+
+
+_PRONOUNS = frozenset("io me moi lui lei him her myself sempre io stesso".split())
 _TITLE = re.compile(r"^(?:(?:dott|dr|ing|avv|geom|rag|arch|prof|sig|mr|mrs|ms)\.?(?:ssa|ra|a)?\.?\s+)+", re.I)
 _CAP_NAME_RE = re.compile(rf"^({_CAP_NAME})\b")
 _SIG_NAME = re.compile(rf"^({_CAP_NAME})$")
@@ -113,8 +192,12 @@ def identify_reporter(x: Extraction) -> None:
 
     # (name, confidence when not in the directory, source, may override a phone match)
     candidates: list[tuple[str, float, str, bool]] = []
+    department = None
     if (answer := c.answers.get("name")) is not None:
-        candidates.append((_TITLE.sub("", answer.value.strip()), answer.confidence * 0.9, answer.source, True))
+        said = spoken_name(answer.value, d) if answer.source != "caller" else SpokenName(answer.value.strip(), None)
+        if said is not None:
+            department = said.department
+            candidates.append((said.name, answer.confidence * 0.9, answer.source, True))
     if c.sender.name and _plausible_name(display := _TITLE.sub("", c.sender.name.strip().strip('"'))):
         candidates.append((display, 0.8, "header", False))
     text = x.cleaned.body if x.cleaned else c.text
@@ -137,8 +220,11 @@ def identify_reporter(x: Extraction) -> None:
             break
 
     for name, confidence, source, stated in candidates:
-        hit = d.user_by_name(name)
-        if hit:
+        hit = d.user_by_name(name, department=department)
+        if hit and source == "caller":  # read back to the caller and confirmed: certain
+            _found(x, hit[0], 1.0)
+            x.fields["reporter_name"] = Field(hit[0].name, 1.0, "caller")
+        elif hit:
             if x.user is None:
                 _found(x, hit[0], round(0.9 * hit[1], 3))
             elif x.user.id == hit[0].id:  # the name confirms the email or phone match
@@ -152,8 +238,15 @@ def identify_reporter(x: Extraction) -> None:
 
     if not x.fields["reporter_email"].value and (m := _EMAIL_RE.search(text)):
         x.set("reporter_email", m.group(0).lower(), 0.6, "body")
-    if not x.fields["reporter_phone"].value and (m := _PHONE_RE.search(text)):
-        x.set("reporter_phone", m.group(0).strip(), 0.6, "body")
+    if not x.fields["reporter_phone"].value:
+        # A signature's number ("Tel. 055 438 2101", "cell. 333 987 6543") before one met in the text.
+        for line in x.cleaned.signature if x.cleaned else ():
+            if m := _PHONE_RE.search(line):
+                x.set("reporter_phone", m.group(0).strip(), 0.7, "signature")
+                break
+        else:
+            if m := _PHONE_RE.search(text):
+                x.set("reporter_phone", m.group(0).strip(), 0.6, "body")
 
 
 def _directory_prefix(d: Directory, words: str) -> str | None:
@@ -185,10 +278,13 @@ def match_asset(x: Extraction) -> None:
         if hit:
             _asset(x, hit, answer.confidence)
             return
-    texts = [x.subject, x.cleaned.body if x.cleaned else c.text]
+    texts = [x.cleaned.body if x.cleaned else c.text]
     if (problem := c.answers.get("anomaly")) is not None:
         texts.append(problem.value)
-    hit = d.match_asset("\n".join(t for t in texts if t))
+    # A reply's subject is the old conversation's: what the user writes now comes first.
+    replying = x.subject != (c.subject or "").strip()
+    hit = d.match_asset("\n".join(t for t in texts if t)) if replying else None
+    hit = hit or d.match_asset("\n".join(t for t in (x.subject, *texts) if t))
     if hit:
         _asset(x, hit, 1.0 if answer is None else 0.8)
     elif answer is not None:
@@ -225,31 +321,65 @@ _URGENCY_CUES: tuple[tuple[str, re.Pattern], ...] = tuple(
     for level, cues in (
         ("low", [r"non (?:e )?(?:piu )?urgente", r"non c'e fretta", r"nessuna fretta", r"con calma", r"quando potete",
                  r"quando possibile", r"not urgent", r"no rush", r"when you (?:can|have time)", r"low priority",
-                 r"non bloccante"]),
+                 r"non bloccante", r"pas (?:tres |si )?(?:urgent|presse)e?", r"rien ne presse", r"sans urgence",
+                 r"quand vous (?:pourrez|pouvez|aurez (?:le temps|un moment))", r"pas bloquant", r"no hurry",
+                 r"whenever you can", r"nothing urgent", r"niente di urgente", r"rien d'urgent"]),
         ("critical", [r"tutt[io] gli uffici", r"tutto l'ufficio", r"(?:l')?intero ufficio", r"tutto il (?:palazzo|piano|settore|servizio)",
                       r"tutta la sede", r"tutti i colleghi", r"nessuno (?:riesce|puo|di noi)", r"tutti bloccati",
                       r"siamo tutti fermi", r"(?:siamo )?fermi tutti", r"sportell[oi] (?:chius[oi]|ferm[oi])", r"whole office", r"entire office",
                       r"all (?:users|offices|of us|staff)", r"nobody can", r"no one can", r"everyone is blocked",
-                      r"servizio (?:completamente )?(?:bloccato|fermo|down)", r"l'ufficio e bloccato"]),
+                      r"servizio (?:completamente )?(?:bloccato|fermo|down)", r"l'ufficio e bloccato",
+                      r"tout le (?:bureau|service|batiment|monde|personnel|etage)", r"tous les (?:bureaux|services|collegues|postes|agents|utilisateurs)",
+                      r"personne ne peut", r"plus personne ne", r"nous sommes tous bloques", r"tous bloques",
+                      r"service (?:completement )?(?:bloque|arrete|en panne)", r"(?:guichets?|accueil) (?:ferme|bloque)s?",
+                      r"siamo tutti bloccati", r"we are all blocked", r"the whole (?:team|department|building|floor)"]),
         ("high", [r"urgente", r"urgentissim[oa]", r"urgenza", r"con urgenza", r"bloccat[oai]", r"bloccante",
                   r"non (?:posso|riesco a) lavorare", r"impossibile lavorare", r"ferm[oa] da", r"scadenza (?:oggi|domani)",
                   r"entro oggi", r"urgent(?:ly)?", r"asap", r"as soon as possible", r"blocked", r"blocking",
-                  r"can ?not work", r"can't work", r"deadline (?:today|tomorrow)", r"stuck"]),
+                  r"can ?not work", r"can't work", r"deadline (?:today|tomorrow)", r"stuck",
+                  r"urgente?s?", r"urgence", r"bloquee?s?", r"bloquant", r"je ne (?:peux|peut) (?:pas|plus) travailler",
+                  r"impossible de travailler", r"au plus vite", r"des que possible", r"echeance (?:aujourd'hui|demain)"]),
     )
+)
+# A cue under a negation ("non è urgentissimo", "ce n'est pas urgent", "not urgent at all", "niente di urgente"):
+# the negation, then at most three small words, then the cue.
+_NEGATORS = frozenset("non not pas no nessuna nessun niente nothing rien never mai isn't isnt aucune aucun sans senza without nemmeno".split())
+_NEGATION_FILLERS = frozenset(
+    "e e' est is 's very molto cosi proprio affatto tanto troppo particolarmente piu plus tres si so that really ancora encore "
+    "c ce n it this di d at all per poi vraiment davvero ancora too".split()
 )
 
 
+def _negated(text: str, start: int) -> bool:
+    words = re.findall(r"[\w']+", text[max(0, start - 60) : start])
+    for w in reversed(words[-4:]):
+        if w in _NEGATORS or w.endswith("n't"):
+            return True
+        if w not in _NEGATION_FILLERS:
+            return False
+    return False
+
+
 def set_urgency(x: Extraction) -> None:
-    """Urgency from the desk's question ("is the whole office blocked?") or from cues in the text (Italian and
-    English); a negated cue ("non urgente") wins over the plain one. No cue: left for the operator."""
+    """Urgency from the desk's question ("is the whole office blocked?") or from cues in the text (Italian,
+    French and English); a cue said under a negation ("non è urgentissimo", "pas urgent", "not urgent at all")
+    counts as low, and a low cue wins over the plain ones. No cue: left for the operator."""
     c = x.contact
     answered = "dtmf" if c.channel == "voice" else "form"
     if c.urgent:
         x.set("urgency", "critical", 0.9, answered)
         return
     text = fold(f"{x.subject}\n{x.cleaned.body if x.cleaned else c.text}")
+    found: set[str] = set()
     for level, cue in _URGENCY_CUES:
-        if cue.search(text):
+        for m in cue.finditer(text):
+            if level != "low" and _negated(text, m.start()):
+                if level == "high":
+                    found.add("low")
+                continue
+            found.add(level)
+    for level in ("low", "critical", "high"):
+        if level in found:
             x.set("urgency", level, 0.8, "body" if c.channel != "voice" else "transcript")
             return
     if c.urgent is False:  # asked and told "no": an ordinary problem

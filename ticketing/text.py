@@ -1,5 +1,5 @@
 """Plain-text helpers shared by the extraction steps: folding, language guess, and cleaning a message down to
-what the user wrote now (quoted replies, signatures and greetings removed), in Italian and English.
+what the user wrote now (quoted replies, signatures and greetings removed), in Italian, French and English.
 """
 
 from __future__ import annotations
@@ -25,28 +25,38 @@ _EN_WORDS = frozenset(
     "the a an of to and is are not i my me we our it this that with for on in can cannot can't please "
     "hello hi thanks regards working work office printer would".split()
 )
+_FR_WORDS = frozenset(
+    "le la les des du de un une est et je j'ai ne pas plus nous vous mon ma mes notre votre avec pour sur dans "
+    "bonjour merci cordialement bureau imprimante fonctionne depuis ce cette qui que n'est c'est d'avance "
+    "madame monsieur ordinateur message".split()
+)
 _WORD = re.compile(r"[a-zà-ÿ']+")
 
 
 def guess_language(text: str, default: str = "it") -> str:
-    """'it' or 'en' by counting common words; the desk's default language when there is no evidence."""
+    """'it', 'fr' or 'en' by counting common words; the desk's default language when there is no evidence."""
     words = _WORD.findall(text.lower()[:4000])
-    it = sum(w in _IT_WORDS for w in words)
-    en = sum(w in _EN_WORDS for w in words)
-    if en > it:
-        return "en"
-    if it > en:
-        return "it"
-    return default
+    counts = {
+        "it": sum(w in _IT_WORDS for w in words),
+        "fr": sum(w in _FR_WORDS for w in words),
+        "en": sum(w in _EN_WORDS for w in words),
+    }
+    best = max(counts.values())
+    winners = [lang for lang, n in counts.items() if n == best]
+    if best == 0 or len(winners) > 1:
+        return default if default in winners or best == 0 else winners[0]
+    return winners[0]
 
 
 # A line that starts the quoted original of a reply, in the clients the desk's users have.
 _REPLY_HEADER = re.compile(
     r"""^\s*(?:
-        -{2,}\s*(?:original\s+message|messaggio\s+originale|messaggio\s+inoltrato|forwarded\s+message)\s*-{2,}
+        -{2,}\s*(?:original\s+message|messaggio\s+originale|messaggio\s+inoltrato|forwarded\s+message
+                  |message\s+d'origine|message\s+original|message\s+transf[ée]r[ée])\s*-{2,}
       | on\s.{1,200}\swrote:
       | il\s(?:giorno\s)?.{1,200}\sha\sscritto:
-      | (?:da|from):\s.+\s*$(?=\n\s*(?:inviato|sent|data|date|a|to):)
+      | le\s.{1,200}\sa\s[ée]crit\s?:
+      | (?:da|from|de)\s?:\s.+\s*$(?=\n\s*(?:inviato|sent|data|date|a|to|envoy[ée]|[àa])\s?:)
     )""",
     re.IGNORECASE | re.VERBOSE | re.MULTILINE,
 )
@@ -55,13 +65,16 @@ _CLOSING = re.compile(
     r"""^\s*(?:cordiali\s+saluti|distinti\s+saluti|cordialmente|saluti(?:\s+cordiali)?|un\s+saluto|a\s+presto
       |grazie(?:\s+mille)?(?:\s+e\s+(?:cordiali\s+)?saluti)?(?:\s+in\s+anticipo)?|buona\s+giornata|buon\s+lavoro
       |best(?:\s+regards)?|kind\s+regards|regards|many\s+thanks|thanks(?:\s+in\s+advance)?|thank\s+you|cheers
-      |sincerely|yours)\s*[,.!]*\s*$""",
+      |sincerely|yours
+      |cordialement|bien\s+cordialement|bien\s+[àa]\s+vous|(?:meilleures\s+|sinc[èe]res\s+)?salutations(?:\s+distingu[ée]es)?
+      |merci(?:\s+beaucoup)?(?:\s+(?:d'avance|par\s+avance|d’avance))?|bonne\s+(?:journ[ée]e|soir[ée]e)|amicalement|[àa]\s+bient[ôo]t)\s*[,.!]*\s*$""",
     re.IGNORECASE | re.VERBOSE,
 )
-_SENT_FROM = re.compile(r"^\s*(?:sent from my|inviato da(?:l mio)?|inviato dal mio|get outlook for)\b", re.IGNORECASE)
+_SENT_FROM = re.compile(r"^\s*(?:sent from my|inviato da(?:l mio)?|inviato dal mio|get outlook for|envoy[ée] de mon)\b", re.IGNORECASE)
 _GREETING = re.compile(
     r"""^\s*(?:buongiorno|buonasera|buon\s+pomeriggio|salve|ciao|gentil[ei](?:ssim[oie])?|egregi[oe]?|spett\.?(?:le)?
-      |alla\s+c\.?a\.?|hello|hi|hey|dear|good\s+(?:morning|afternoon|evening))\b
+      |alla\s+c\.?a\.?|hello|hi|hey|dear|good\s+(?:morning|afternoon|evening)
+      |madame,?\s+monsieur|monsieur,?\s+madame|bonjour|bonsoir|salut|madame|monsieur|ch[èe]re?s?)\b
       # "Buongiorno Mario," takes the name with it; an unpunctuated transcript loses only the greeting word
       (?:[^,!.:\n]{0,40}[,!:.]|[,!:.])?\s*""",
     re.IGNORECASE | re.VERBOSE,

@@ -1,0 +1,245 @@
+"""Words as data for the extraction steps, in Italian, French and English: numbers said as words, and the
+classes of words that name the same thing in the three languages (stampante / imprimante / printer).
+
+Everything here is folded (lower case, no accents, see `text.fold`). `spoken_numbers` turns number words
+into digits and puts an ordinal after the word it qualifies ("secondo piano" → "piano 2", "deuxième étage" →
+"étage 2"), so a place said in words meets the inventory's "piano 2". `canonical` maps every word of a
+synonym class to the class's first word, so "imprimante" meets an inventory written in Italian.
+"""
+
+from __future__ import annotations
+
+import re
+
+# -- numbers -------------------------------------------------------------------------------------------------
+_UNIT_WORDS = {
+    # Italian
+    "zero": 0, "uno": 1, "una": 1, "un": 1, "due": 2, "tre": 3, "quattro": 4, "cinque": 5, "sei": 6, "sette": 7,
+    "otto": 8, "nove": 9, "dieci": 10, "undici": 11, "dodici": 12, "tredici": 13, "quattordici": 14,
+    "quindici": 15, "sedici": 16, "diciassette": 17, "diciotto": 18, "diciannove": 19,
+    # French
+    "une": 1, "deux": 2, "trois": 3, "quatre": 4, "cinq": 5, "six": 6, "sept": 7, "huit": 8, "neuf": 9,
+    "dix": 10, "onze": 11, "douze": 12, "treize": 13, "quatorze": 14, "quinze": 15, "seize": 16,
+    # English
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
+    "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
+    "seventeen": 17, "eighteen": 18, "nineteen": 19,
+}
+_TENS_WORDS = {
+    "venti": 20, "trenta": 30, "quaranta": 40, "cinquanta": 50, "sessanta": 60, "settanta": 70, "ottanta": 80,
+    "novanta": 90,
+    "vingt": 20, "vingts": 20, "trente": 30, "quarante": 40, "cinquante": 50, "soixante": 60, "septante": 70,
+    "huitante": 80, "octante": 80, "nonante": 90,
+    "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
+}
+_HUNDRED_WORDS = {"cento": 100, "cent": 100, "cents": 100, "hundred": 100}
+_ORDINAL_WORDS = {
+    "primo": 1, "prima": 1, "secondo": 2, "seconda": 2, "terzo": 3, "terza": 3, "quarto": 4, "quarta": 4,
+    "quinto": 5, "quinta": 5, "sesto": 6, "sesta": 6,
+    "premier": 1, "premiere": 1, "deuxieme": 2, "second": 2, "seconde": 2, "troisieme": 3, "quatrieme": 4,
+    "cinquieme": 5, "sixieme": 6,
+    "first": 1, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6,
+}
+# Italian writes compounds as one word, eliding a vowel: ventuno, trentotto, duecentoquattordici.
+_IT_TENS_STEMS = {w[:-1]: v for w, v in _TENS_WORDS.items() if w.endswith(("i", "a")) and v and w in (
+    "venti", "trenta", "quaranta", "cinquanta", "sessanta", "settanta", "ottanta", "novanta")}
+# Words that are also articles or pronouns: a number only when no noun follows ("lo sportello uno").
+_ARTICLES = frozenset({"un", "una", "une", "uno", "one", "sei"})
+_AFTER_NUMBER = frozenset("non ne e et and che qui is est ha a al del della di de du in nel not does doesn fa che".split())
+_CONNECTORS = frozenset({"e", "et", "and"})  # "vingt et un", "one hundred and five"
+_DIGIT_ORDINAL = re.compile(r"^(\d+)(?:o|a|e|eme|er|ere|st|nd|rd|th|°|º|ª)$")
+_TOKEN = re.compile(r"\d+[^\W\d_]*[°ºª]?|[^\W\d_]+")
+
+
+def _it_compound(word: str) -> int | None:
+    """An Italian number written as one word (ventitre, centoventi, duecentoquattordici), or None."""
+    total, rest = 0, word
+    m = re.match(r"^(due|tre|quattro|cinque|sei|sette|otto|nove)?cento", rest)
+    if m:
+        total, rest = 100 * (_UNIT_WORDS[m.group(1)] if m.group(1) else 1), rest[m.end():]
+        if not rest:
+            return total
+    for stem, tens in _IT_TENS_STEMS.items():
+        if rest.startswith(stem):
+            tail = rest[len(stem):]
+            if tail in ("i", "a"):
+                return total + tens
+            for t in (tail, tail[1:]):
+                if t in _UNIT_WORDS and _UNIT_WORDS[t] < 10 and t not in ("un", "una"):
+                    return total + tens + _UNIT_WORDS[t]
+            return None
+    if total and rest in _UNIT_WORDS and rest not in ("un", "una"):
+        return total + _UNIT_WORDS[rest]
+    return None
+
+
+def _kind(token: str) -> tuple[str, int] | None:
+    if token.isdigit():
+        return ("digits", int(token))
+    if token in _UNIT_WORDS:
+        return ("unit", _UNIT_WORDS[token])
+    if token in _TENS_WORDS:
+        return ("tens", _TENS_WORDS[token])
+    if token in _HUNDRED_WORDS:
+        return ("hundred", 100)
+    if token in _ORDINAL_WORDS:
+        return ("ordinal", _ORDINAL_WORDS[token])
+    if m := _DIGIT_ORDINAL.match(token):
+        return ("ordinal", int(m.group(1)))
+    if len(token) > 5 and (v := _it_compound(token)) is not None:
+        return ("number", v)
+    return None
+
+
+def _run_values(run: list[tuple[str, str, int]]) -> list[str]:
+    """A run of number words as the numbers they say: single digits one after another are read digit by
+    digit ("zero uno quattro due" → "0142"), the rest as compounds ("vingt trois" → "23")."""
+    if len(run) >= 2 and all(k == "unit" and v < 10 for _, k, v in run):
+        return ["".join(str(v) for _, _, v in run)]
+    out: list[str] = []
+    current: int | None = None
+
+    def flush() -> None:
+        nonlocal current
+        if current is not None:
+            out.append(str(current))
+        current = None
+
+    for token, kind, value in run:
+        if kind == "digits":
+            flush()
+            out.append(token)
+        elif kind == "number":
+            flush()
+            out.append(str(value))
+        elif kind == "hundred":
+            current = (current or 1) * 100
+        elif kind == "tens":
+            if current is not None and current % 100 == 4 and value == 20:  # quatre-vingt
+                current = current - 4 + 80
+            elif current is not None and current % 100 == 0:
+                current += value
+            else:
+                flush()
+                current = value
+        else:  # unit
+            if current is not None and current % 10 == 0 and (current % 100 >= 20 or current % 100 == 0) and current:
+                current += value
+            elif current is not None and current % 100 in (60, 80) and value < 20:  # soixante-dix, quatre-vingt-onze
+                current += value
+            else:
+                flush()
+                current = value
+    flush()
+    return out
+
+
+def spoken_numbers(text: str) -> str:
+    """Folded text with number words as digits, and an ordinal moved after the word it qualifies.
+
+    `pc due tre uno` → `pc 231`; `stanza duecentoquattordici` → `stanza 214`; `vingt-trois` → `23`;
+    `la stampante del secondo piano` → `la stampante del piano 2`; `2nd floor` → `floor 2`. Words that are also
+    articles ("un", "una", "une") count only next to other number words or after a noun with no other
+    number ("sportello uno"); matching that uses this text compares whole phrases, so a stray "1" costs little.
+    """
+    tokens = _TOKEN.findall(text)
+    out: list[str] = []
+    pending_ordinal: str | None = None
+    i = 0
+    while i < len(tokens):
+        kind = _kind(tokens[i])
+        if kind is None:
+            out.append(tokens[i])
+            if pending_ordinal is not None and tokens[i].isalpha():
+                out.append(pending_ordinal)
+                pending_ordinal = None
+            i += 1
+            continue
+        if kind[0] == "ordinal":
+            if pending_ordinal is not None:
+                out.append(pending_ordinal)
+            pending_ordinal = str(kind[1])
+            i += 1
+            continue
+        run: list[tuple[str, str, int]] = []
+        while i < len(tokens):
+            k = _kind(tokens[i])
+            if k is None and tokens[i] in _CONNECTORS and run and i + 1 < len(tokens) and (n := _kind(tokens[i + 1])) and n[0] == "unit":
+                i += 1
+                continue
+            if k is None or k[0] == "ordinal":
+                break
+            run.append((tokens[i], *k))
+            i += 1
+        if len(run) == 1 and run[0][0] in _ARTICLES and i < len(tokens) and tokens[i].isalpha() and tokens[i] not in _AFTER_NUMBER:
+            out.append(run[0][0])  # an article ("un problema", "une imprimante"), not a number
+            continue
+        out.extend(_run_values(run))
+    if pending_ordinal is not None:
+        out.append(pending_ordinal)
+    return " ".join(out)
+
+
+# -- synonyms ------------------------------------------------------------------------------------------------
+# One class a line: the first word stands for the class. Phrases of several words are allowed; a word is in
+# one class only. Plural forms are listed where the languages make them differ.
+SYNONYMS: tuple[str, ...] = (
+    "stampante|stampanti|imprimante|imprimantes|printer|printers",
+    "multifunzione|multifonction|multifunction|mfp",
+    "fotocopiatrice|photocopieuse|copieur|photocopier|copier",
+    "posta|mail|email|e mail|courriel|courriels|messagerie|posta elettronica|courrier electronique|e-mail|mailbox|casella di posta|boite mail|boite aux lettres",
+    "pec|posta certificata|posta elettronica certificata|courrier certifie|certified email|certified mail",
+    "pc|computer|computers|ordinateur|ordinateurs|postazione|workstation|desktop",
+    "portatile|notebook|laptop|ordinateur portable",
+    "telefono|telephone|phone|telefoni|telephones|phones",
+    "telefono fisso|telephone fixe|desk phone|landline",
+    "rete|reseau|network",
+    "rete wireless|wifi|wi fi|wireless|wlan|reseau sans fil|sans fil",
+    "proiettore|videoproiettore|projecteur|videoprojecteur|projector|beamer",
+    "piano|etage|floor|level",
+    "piano terra|rez de chaussee|ground floor",
+    "stanza|room|chambre",
+    "ufficio|uffici|bureau|bureaux|office|offices",
+    "sportello|guichet|counter|front desk|desk",
+    "sala|salle|hall",
+    "archivio|archives|archive|archivi|banca dati|base de donnees|database",
+    "catasto|cadastre|land registry",
+    "anagrafe|etat civil|registry office|civil registry",
+    "tributi|impots|taxes|tax office",
+    "ragioneria|comptabilite|accounting office",
+    "contabilita|comptabilite generale|accounting|bilancio|budget",
+    "protocollo|protocole|protocol",
+    "sito|site|website|site internet|site web",
+    "firma digitale|signature electronique|signature numerique|digital signature",
+    "scanner|scanners|numeriseur",
+    "direzione generale|direction generale|general management|direttore generale|directeur general|general manager",
+    "sistema informativo territoriale|systeme d information territoriale|gis",
+    "personale|personnel|staff|human resources|ressources humaines|risorse umane",
+    "stipendi|paie|payroll|salaires|salaries",
+)
+
+
+def _classes(lines: tuple[str, ...]) -> tuple[dict[str, str], re.Pattern | None]:
+    words: dict[str, str] = {}
+    phrases: dict[str, str] = {}
+    for line in lines:
+        members = [m.strip() for m in line.split("|") if m.strip()]
+        head = members[0].replace(" ", "_")
+        for m in members:
+            key = " ".join(re.findall(r"[a-z0-9]+", m))
+            (phrases if " " in key else words).setdefault(key, head)
+    phrase_re = None
+    if phrases:
+        ordered = sorted(phrases, key=len, reverse=True)
+        phrase_re = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(p) for p in ordered) + r")(?![\w])")
+    return {**words, **phrases}, phrase_re
+
+
+_CANON, _PHRASE_RE = _classes(SYNONYMS)
+
+
+def canonical(text: str) -> str:
+    """Folded text with each synonym (word or phrase) replaced by its class's first word."""
+    if _PHRASE_RE is not None:
+        text = _PHRASE_RE.sub(lambda m: _CANON[m.group(0)], text)
+    return " ".join(_CANON.get(w, w) for w in text.split())
