@@ -17,6 +17,9 @@ and hands back text plus confidences (`Recognised`), and `complete()` writes tha
 - A claim holds a lease (`lease_until`) the worker renews while it works; a job whose lease ran out is
   claimed again. `complete()` succeeds only for the claim that holds the job now (same worker and attempt):
   a worker that lost its lease cannot write a second result, so a result lands on the ticket once.
+- A job in a language no worker has a model for waits: workers claim only the languages they serve
+  (`claim(languages=…)`), so it stays pending with its attempts unspent, marked once on its ticket
+  (`mark_waiting`), and is claimed as soon as a worker finds a model for it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Collection
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, func, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
@@ -178,19 +181,27 @@ class JobQueue:
         self.backoff = backoff_seconds
 
     # -- claiming ---------------------------------------------------------------------------------------------
-    def claim(self, worker: str) -> Claim | None:
-        """Take the oldest job that is due (pending, or running with an expired lease); None when none is."""
+    def claim(self, worker: str, languages: Collection[str] | None = None, *, unlabelled: bool = True) -> Claim | None:
+        """Take the oldest job that is due (pending, or running with an expired lease); None when none is.
+
+        `languages`: only jobs in these languages (those the worker has a model for; None: any), and jobs with
+        no language when `unlabelled`. A job in another language is not touched: it waits, its attempts
+        unspent, for a worker that can serve it."""
+        served = None
+        if languages is not None:
+            served = TranscriptionJob.language.in_(sorted(languages))
+            if unlabelled:
+                served = or_(served, TranscriptionJob.language.is_(None))
         while True:
             with self.sessions() as s, s.begin():
                 now = utcnow()
+                due = or_(
+                    (TranscriptionJob.status == PENDING) & (TranscriptionJob.run_after <= now),
+                    (TranscriptionJob.status == RUNNING) & (TranscriptionJob.lease_until < now),
+                )
                 job = s.scalars(
                     select(TranscriptionJob)
-                    .where(
-                        or_(
-                            (TranscriptionJob.status == PENDING) & (TranscriptionJob.run_after <= now),
-                            (TranscriptionJob.status == RUNNING) & (TranscriptionJob.lease_until < now),
-                        )
-                    )
+                    .where(due if served is None else (due & served))
                     .order_by(TranscriptionJob.run_after, TranscriptionJob.id)
                     .limit(1)
                     .with_for_update(skip_locked=True)  # rendered on PostgreSQL; SQLite holds the write lock instead
@@ -272,6 +283,47 @@ class JobQueue:
                 return PENDING
             self._give_up(s, job, reason, now)
             return FAILED
+
+    def defer(self, claim: Claim, reason: str, delay_seconds: float = 0.0) -> bool:
+        """Hand a claimed job back unspent: the worker cannot serve it now (its model went away), which is no
+        fault of the job's. Pending again after `delay_seconds`, the attempt not counted. False when the claim
+        had lost the job."""
+        with self.sessions() as s, s.begin():
+            job = s.get(TranscriptionJob, claim.job_id, with_for_update=True)
+            if job is None or job.status != RUNNING or job.worker != claim.worker or job.attempts != claim.attempt:
+                return False
+            job.status, job.attempts, job.lease_until, job.error = PENDING, max(0, job.attempts - 1), None, reason[:2000]
+            job.run_after = utcnow() + timedelta(seconds=delay_seconds)
+            log.info("job %d deferred: %s", job.id, reason)
+            return True
+
+    # -- jobs no worker can serve yet -------------------------------------------------------------------------
+    def pending_languages(self) -> set[str | None]:
+        """The languages of the jobs waiting to be done (None: jobs with no language)."""
+        with self.sessions() as s:
+            return set(s.scalars(select(TranscriptionJob.language).where(TranscriptionJob.status == PENDING).distinct()))
+
+    def mark_waiting(self, language: str | None, note: str) -> int:
+        """Say once, on every ticket with a job in `language` pending, that its transcription waits (`note`,
+        e.g. "trascrizione non disponibile: nessun modello per it"): an event on the ticket's history, and the
+        note on the job. A job already marked with the same note is not marked again. Returns the jobs marked."""
+        lang = TranscriptionJob.language.is_(None) if language is None else (TranscriptionJob.language == language)
+        with self.sessions() as s, s.begin():
+            jobs = list(s.scalars(
+                select(TranscriptionJob)
+                .where(TranscriptionJob.status == PENDING, lang, or_(TranscriptionJob.error.is_(None), TranscriptionJob.error != note))
+                .with_for_update(skip_locked=True)
+            ))
+            by_ticket: dict[int, list[TranscriptionJob]] = {}
+            for job in jobs:
+                job.error = note[:2000]
+                by_ticket.setdefault(job.ticket_id, []).append(job)
+            for ticket_id, waiting in by_ticket.items():
+                ticket = s.get(Ticket, ticket_id)
+                if ticket is not None:
+                    _event(ticket, "transcription_waiting", {"note": note[:500], "language": language,
+                                                             "questions": ", ".join(j.question for j in waiting)})
+            return len(jobs)
 
     def _give_up(self, s: Session, job: TranscriptionJob, reason: str, now: datetime) -> None:
         job.status, job.finished_at, job.lease_until, job.error = FAILED, now, None, reason[:2000]

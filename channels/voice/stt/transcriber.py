@@ -29,12 +29,33 @@ class Transcriber:
         with self._lock:
             if language not in self._engines:
                 info = registry.choose(language, self.settings, self.models_dir, self.engine_override)
-                self._engines[language] = registry.build(info, language, self.settings)
+                loaded = next((e for e in self._engines.values() if e.model == str(info.path) and hasattr(e, "for_language")), None)
+                self._engines[language] = loaded.for_language(language) if loaded else registry.build(info, language, self.settings)
             return self._engines[language]
+
+    def available(self, language: str) -> bool:
+        """Whether `language` has an engine here (loading it if need be); never raises."""
+        try:
+            self.engine(language)
+            return True
+        except EngineError:
+            return False
+
+    def forget(self, language: str) -> None:
+        """Drop a language's engine (its model went away): the next call chooses again."""
+        with self._lock:
+            self._engines.pop(language, None)
+
+    def models_stamp(self) -> int | None:
+        """Changes when a model is added to or removed from the models directory (a cheap check, a stat)."""
+        try:
+            return Path(self.models_dir).stat().st_mtime_ns if self.models_dir is not None else None
+        except OSError:
+            return None
 
     def preload(self, languages=None) -> dict[str, str]:
         """Load the engine of each configured language now (logging the choice at start, not at the first call).
-        Returns {language: error} for the languages that have no engine here; those jobs will fail with it."""
+        Returns {language: error} for the languages that have no engine here; their jobs wait for one."""
         errors = {}
         for language in languages or self.settings.languages:
             try:

@@ -56,6 +56,16 @@ class WhisperEngine:
         self._model = WhisperModel(str(path), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, local_files_only=True)
         self._lock = threading.Lock()
 
+    def for_language(self, language: str) -> "WhisperEngine":
+        """The same loaded model for another language (a multilingual model is loaded once, not per language)."""
+        only = model_languages(Path(self.model))
+        if only is not None and language != only:
+            raise EngineError(f"the Whisper model {self.model} is English-only; it cannot transcribe {language!r}")
+        twin = object.__new__(WhisperEngine)
+        twin.__dict__.update(self.__dict__)
+        twin.language = language
+        return twin
+
     def transcribe(self, pcm: bytes, grammar: Grammar | None = None) -> Transcript:
         import numpy as np  # comes with faster-whisper; not needed to look at model directories
 

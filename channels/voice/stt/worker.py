@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import socket
 import threading
+import time
 from dataclasses import asdict
 from typing import Callable
 
@@ -28,6 +29,7 @@ from ticketing.storage import BlobStore
 from ticketing.transcription import Claim, JobQueue, Recognised
 
 from .audio import AudioError
+from .base import EngineError
 from .transcriber import Transcriber
 
 log = logging.getLogger(__name__)
@@ -54,26 +56,64 @@ def _words_of(phrase: str) -> list[str]:
     return "".join(ch.lower() if ch.isalnum() else " " for ch in phrase).split()
 
 
+def waiting_note(language: str | None) -> str:
+    """What the desk's ticket page shows while a language has no model (the desk's language is Italian)."""
+    return f"trascrizione non disponibile: nessun modello per {language or '?'}"
+
+
 class Worker:
     def __init__(self, queue: JobQueue, blobs: BlobStore, transcriber: Transcriber, *, name: str | None = None,
-                 default_language: str = "it", poll_seconds: float = 0.5, phrases: Callable[[], dict[str, list[str]]] | None = None):
+                 default_language: str = "it", poll_seconds: float = 0.5, phrases: Callable[[], dict[str, list[str]]] | None = None,
+                 rediscover_seconds: float = 30.0):
         self.queue, self.blobs, self.transcriber = queue, blobs, transcriber
         self.phrases = phrases  # question -> the phrases of its grammar (from the directory), when grammars are used
         self.name = name or worker_name()
         self.default_language = default_language
         self.poll = poll_seconds
         self.renew_every = max(0.2, queue.lease.total_seconds() / 3)
+        self.rediscover = rediscover_seconds
+        self._served: set[str] = set()
+        self._checked: tuple[float, int | None] | None = None  # (when, models directory stamp) of the last look
+        self._unserved_said: set[str | None] = set()
+
+    # -- which languages this worker serves ---------------------------------------------------------------------
+    def served(self) -> set[str]:
+        """The languages this worker has a model for, looked at again when the models directory changes (a
+        stat per poll) or every `rediscover_seconds`: a model `models install` adds is used with no restart.
+        Languages of waiting jobs with no model are marked on their tickets, once."""
+        now, stamp = time.monotonic(), self.transcriber.models_stamp()
+        if self._checked is not None and self._checked[1] == stamp and now - self._checked[0] < self.rediscover:
+            return self._served
+        self._checked = (now, stamp)
+        wanted = set(self.transcriber.settings.languages) | self.queue.pending_languages()
+        languages = {lang or self.default_language for lang in wanted}
+        served = {lang for lang in languages if self.transcriber.available(lang)}
+        for lang in sorted(served - self._served):
+            if lang in self._unserved_said:
+                log.info("speech-to-text for %s: a model is here now; its waiting jobs are picked up", lang)
+                self._unserved_said.discard(lang)
+        self._served = served
+        for lang in sorted(wanted - {None} - served) + ([None] if None in wanted and self.default_language not in served else []):
+            if lang not in self._unserved_said:
+                log.warning("speech-to-text for %s: no model on this machine (helpdesk-gateway models install --defaults); "
+                            "its jobs wait", lang or self.default_language)
+                self._unserved_said.add(lang)
+            self.queue.mark_waiting(lang, waiting_note(lang or self.default_language))
+        return served
 
     def run_once(self) -> bool:
-        """Claim and process one job; False when none was due."""
-        claim = self.queue.claim(self.name)
+        """Claim and process one job of a language this worker serves; False when none was due."""
+        served = self.served()
+        if not served:
+            return False
+        claim = self.queue.claim(self.name, served, unlabelled=self.default_language in served)
         if claim is None:
             return False
         self._process(claim)
         return True
 
     def run(self, stop: threading.Event) -> None:
-        self.transcriber.preload()
+        self.served()  # loads the engines now and says, once, which languages have no model
         log.info("transcription worker %s started", self.name)
         while not stop.is_set():
             try:
@@ -100,6 +140,11 @@ class Worker:
                 t = self._transcribe(data, language, claim.question)
             except AudioError as e:
                 self.queue.fail(claim, f"the recording cannot be read: {e}", retry=False)
+                return
+            except EngineError as e:  # the model went away under us: not the job's fault, no attempt spent
+                self.transcriber.forget(language)
+                self._checked = None
+                self.queue.defer(claim, str(e), self.poll)
                 return
             except Exception as e:
                 log.exception("job %d: transcription failed", claim.job_id)
@@ -169,7 +214,8 @@ def worker_from_core(core, index: int = 0, engine: str | None = None, lease_seco
         return cache["phrases"]
 
     return Worker(queue, core.blobs, Transcriber(settings, models_dir, engine), name=worker_name(index),
-                  poll_seconds=settings.poll_seconds, phrases=phrases if settings.grammars else None)
+                  poll_seconds=settings.poll_seconds, phrases=phrases if settings.grammars else None,
+                  rediscover_seconds=settings.rediscover_seconds)
 
 
 def _process_main(config_path: str | None, index: int, engine: str | None, lease_seconds: float | None, stop) -> None:
