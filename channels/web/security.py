@@ -29,17 +29,23 @@ SESSION_COOKIE = "hd_session"
 
 
 class Signer:
-    def __init__(self, key: bytes):
+    """Signs with `key`; also accepts what `previous` keys signed (a rotated secret, during its grace period)."""
+
+    def __init__(self, key: bytes, previous: tuple[bytes, ...] = ()):
         if len(key) < 16:
             raise ValueError("the web secret key needs at least 16 bytes")
         self.key = key
+        self.previous = tuple(k for k in previous if len(k) >= 16 and k != key)
 
-    def mac(self, *parts: str) -> str:
+    def mac(self, *parts: str, key: bytes | None = None) -> str:
         msg = "\x1f".join(parts).encode("utf-8", "surrogatepass")
-        return base64.urlsafe_b64encode(hmac.new(self.key, msg, hashlib.sha256).digest()[:24]).decode().rstrip("=")
+        return base64.urlsafe_b64encode(hmac.new(key or self.key, msg, hashlib.sha256).digest()[:24]).decode().rstrip("=")
 
     def check(self, token: str | None, *parts: str) -> bool:
-        return bool(token) and hmac.compare_digest(token.encode("utf-8", "replace"), self.mac(*parts).encode())
+        if not token:
+            return False
+        given = token.encode("utf-8", "replace")
+        return any(hmac.compare_digest(given, self.mac(*parts, key=k).encode()) for k in (self.key, *self.previous))
 
     # -- CSRF ------------------------------------------------------------------------------------------------
     def csrf_token(self, cookie: str, purpose: str = "") -> str:
@@ -205,3 +211,69 @@ class ClientAddress:
             if not self._is_trusted(hop):
                 return hop[:64]
         return hops[0][:64] if hops else peer
+
+
+# -- the web secret: one per installation, kept across restarts ---------------------------------------------------
+SECRET_FILE = "web-secret"  # in the data dir: created once, mode 0600
+PREVIOUS_SUFFIX = ".previous"  # the secret before the last rotation, accepted for `secret_grace_hours`
+
+
+def _read_key(path, what: str) -> bytes:
+    key = path.read_bytes().strip()
+    if len(key) < 16:
+        raise ValueError(f"{path}: the {what} needs at least 16 bytes")
+    return key
+
+
+def load_signer(settings, data_dir) -> Signer:
+    """The signer of CSRF tokens and session cookies, from (first found) `web.secret` (the environment:
+    HELPDESK_GATEWAY__WEB__SECRET), `web.secret_file` (or the older `secret_key_file`), else `<data_dir>/web-secret`,
+    made once with mode 0600. A form opened before a restart is still accepted after it, and several web
+    processes on one data dir (or given one secret file) accept each other's tokens. After `rotate_secret` the
+    previous secret stays valid for `web.secret_grace_hours`."""
+    from pathlib import Path
+
+    if getattr(settings, "secret", None):
+        return Signer(settings.secret.encode())
+    configured = getattr(settings, "secret_file", None) or getattr(settings, "secret_key_file", None)
+    path = Path(configured) if configured else Path(data_dir) / SECRET_FILE
+    if configured is None and not path.exists():
+        _create_secret(path)
+    key = _read_key(path, "web secret key")
+    previous = path.with_name(path.name + PREVIOUS_SUFFIX)
+    grace = float(getattr(settings, "secret_grace_hours", 24.0)) * 3600
+    older: tuple[bytes, ...] = ()
+    if previous.exists() and time.time() - previous.stat().st_mtime < grace:
+        older = (_read_key(previous, "previous web secret key"),)
+    return Signer(key, older)
+
+
+def _create_secret(path) -> None:
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secrets.token_urlsafe(48).encode() + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(tmp, path)  # never replaces a secret another process made meanwhile
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def rotate_secret(path) -> None:
+    """A new web secret; the current one becomes the previous one (accepted during the grace period)."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    if path.exists():
+        previous = path.with_name(path.name + PREVIOUS_SUFFIX)
+        os.replace(path, previous)
+        os.utime(previous)  # the grace period counts from the rotation
+    _create_secret(path)

@@ -59,8 +59,12 @@ class WebSettings(BaseModel):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535, description="0: any free port (tests)")
-    # Signs CSRF tokens and operator session cookies. Unset: a random key per start (sessions end on restart).
-    secret_key_file: Path | None = None
+    # Signs CSRF tokens and operator session cookies (channels/web/security.py: load_signer). Unset: a key made
+    # once in <data_dir>/web-secret (mode 0600), so forms and sessions survive a restart.
+    secret: str | None = Field(None, min_length=16, description="the key itself (HELPDESK_GATEWAY__WEB__SECRET)")
+    secret_file: Path | None = Field(None, description="a file holding the key (shared by several gateways)")
+    secret_key_file: Path | None = Field(None, description="older name of secret_file")
+    secret_grace_hours: float = Field(24.0, ge=0, description="after a rotation the previous key is accepted this long")
     # Secure flag on cookies: keep it on behind TLS; only plain-HTTP test setups turn it off.
     cookie_secure: bool = True
     session_hours: float = Field(10.0, gt=0, le=24 * 7)
