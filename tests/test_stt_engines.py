@@ -291,7 +291,7 @@ def test_transcribe_json_cli(tmp_path):
     env = dict(os.environ, HELPDESK_GATEWAY__STORAGE__DATA_DIR=str(tmp_path / "data"))
     given = [str(DATA / "en_payroll.wav"), str(clip), "missing.wav"]
     proc = subprocess.run(
-        [sys.executable, "-m", "channels.voice.cli", "transcribe", "--json", "--language", "en", *given],
+        [sys.executable, "-m", "gateway.cli", "transcribe", "--json", "--language", "en", *given],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )
     lines = [json.loads(line) for line in proc.stdout.splitlines()]

@@ -245,7 +245,7 @@ def test_kill_9_mid_job_then_done_once(core, tmp_path, whisper_transcriber):
         HELPDESK_GATEWAY__STORAGE__DATA_DIR=str(core.config.storage.data_dir),
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "channels.voice.cli", "worker", "--engine", "whisper", "--lease-seconds", "2"],
+        [sys.executable, "-m", "gateway.cli", "worker", "--engine", "whisper", "--lease-seconds", "2"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:

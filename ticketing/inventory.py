@@ -13,48 +13,22 @@ created with the default terms (see `ticketing.organisations`) and the report sa
 
 from __future__ import annotations
 
-import csv
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .contact import normalise_phone
+from .csvfiles import ImportReport, RowError  # noqa: F401 - ImportReport: the importers' answer, re-exported
+from .csvfiles import rows as _rows
+from .csvfiles import split as _split
 from .models import Asset, User
 
 ASSET_KINDS = {"hardware", "software", "module", "archive"}
 KIND_ALIASES = {"data archive": "archive", "archivio": "archive", "modulo": "module", "procedure": "software", "program": "software"}
 CRITICALITIES = {"low", "medium", "high", "critical"}
 BATCH = 500
-
-
-@dataclass
-class ImportReport:
-    imported: int = 0
-    errors: list[tuple[int, str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # not errors: what the import did besides (a new organisation)
-
-    def lines(self) -> list[str]:
-        return [f"line {n}: {msg}" for n, msg in self.errors] + self.notes
-
-
-class RowError(ValueError):
-    pass
-
-
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None:
-            return
-        for row in reader:
-            yield reader.line_num, {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k}
-
-
-def _split(value: str) -> list[str]:
-    return [v.strip() for v in value.split("|") if v.strip()]
 
 
 def parse_asset(row: dict[str, str]) -> dict:

@@ -273,7 +273,5 @@ class WebhookCursor(Base):
     lease_until: Mapped[datetime | None]
 
 
-# Tables defined beside the service that owns them; imported here so that Base.metadata has every table.
-from . import operators, transcription  # noqa: E402,F401
-from . import audit, groups, organisations  # noqa: E402,F401  (issue 12: the service desk after intake)
-from . import outbox  # noqa: E402,F401  (issue 11: the durable outbox of outbound mail)
+# Tables defined beside the service that owns them (operators, transcription, outbox, ...) import this module;
+# ticketing/schema.py imports them all for Base.metadata. Importing them here would make import cycles.

@@ -20,7 +20,9 @@ from pathlib import Path
 from sqlalchemy import String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from .inventory import ImportReport, RowError, _rows, _split
+from .csvfiles import ImportReport, RowError
+from .csvfiles import rows as _rows
+from .csvfiles import split as _split
 from .models import Asset, Base, BigId, User
 from .sla import ALWAYS, Calendar, CalendarError, Contract
 

@@ -253,13 +253,3 @@ def register(main_group: click.Group) -> None:
         if command.name not in main_group.commands:
             main_group.add_command(command)
 
-
-def main() -> None:  # `python -m channels.voice.cli …`: the gateway's commands with these attached
-    from gateway.cli import main as gateway_main
-
-    register(gateway_main)
-    gateway_main()
-
-
-if __name__ == "__main__":
-    main()

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from ticketing.contact import Answer, Channel, Contact, Sender
 from ticketing.desk import LifecycleError, Page, QueueFilters, TicketNotFound, TicketView
 
-from .app import client_key, problem, web
+from .common import client_key, problem, web
 from .public import clean
 
 PROBLEM_SCHEMA = {

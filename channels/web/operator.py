@@ -19,7 +19,7 @@ from ticketing.desk import LifecycleError, QueueFilters, TicketNotFound
 from ticketing.extraction import FIELD_NAMES
 from ticketing.lifecycle import STATUSES
 
-from .app import LoginRequired, csrf_ok, finish, language, rate_limit, render, web
+from .common import LoginRequired, csrf_ok, finish, language, rate_limit, render, web
 from .i18n import Texts
 from .public import clean
 from .replies import ReplyError, send_reply

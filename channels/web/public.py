@@ -23,7 +23,7 @@ from starlette.formparsers import MultiPartException
 from ticketing.contact import Answer, Attachment, Channel, Contact, Sender
 from ticketing.faults import is_storage_full
 
-from .app import STORAGE_RETRY_SECONDS, csrf_ok, finish, language, rate_limit, render, web
+from .common import STORAGE_RETRY_SECONDS, csrf_ok, finish, language, rate_limit, render, web
 from .forms import read_form
 from .i18n import Texts
 
@@ -193,7 +193,7 @@ def _type_of(f: UploadFile) -> str:
 
 
 def _check_file(f: UploadFile, content: bytes, s, t: Texts) -> str | None:
-    from .app import _size
+    from .common import _size
 
     kind = _type_of(f)
     types = ", ".join(s.attachment_types)

@@ -1,7 +1,7 @@
 """Alembic environment: migrations run against the URL the gateway was configured with."""
 
 from alembic import context
-from ticketing.models import Base
+from ticketing.schema import Base
 from ticketing.storage import make_engine
 
 config = context.config
