@@ -22,9 +22,10 @@ from .config import Config, ConfigError, load_config
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    from .logging_setup import setup
+
+    setup(level, fmt)  # text or JSON lines; aiosmtpd's per-command lines at DEBUG
 
 
 class State:
@@ -40,7 +41,7 @@ class State:
                 self._config = load_config(self.config_path)
             except ConfigError as e:
                 raise click.ClickException(f"configuration: {e}") from None
-            _setup_logging(self._config.logging.level)
+            _setup_logging(self._config.logging.level, self._config.logging.format)
         return self._config
 
     def core(self, upgrade: bool = True):
@@ -312,6 +313,53 @@ def prompts_build(state: State, languages: tuple[str, ...]) -> None:
     except RuntimeError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"{len(written)} prompts synthesised, {total - len(written)} already there")
+
+
+@main.command()
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@pass_state
+def backup(state: State, dest: Path) -> None:
+    """Back up the database and the blob store into DEST (a new directory), while the gateway runs."""
+    from .backup import BackupError, backup as run
+
+    cfg = state.config.storage
+    try:
+        r = run(cfg.data_dir, cfg.database_url(), dest)
+    except BackupError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"backup in {dest}: {r.database} database, {r.blobs} blobs ({r.bytes / 1e6:.1f} MB) in {r.seconds:.1f} s")
+
+
+@main.command()
+@click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@pass_state
+def restore(state: State, src: Path) -> None:
+    """Restore a backup from SRC into the configured (empty) data dir and database; every file is checked."""
+    from .backup import BackupError, restore as run
+
+    cfg = state.config.storage
+    try:
+        r = run(src, cfg.data_dir, cfg.database_url())
+    except BackupError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"restored {r.database} database and {r.blobs} blobs into {cfg.data_dir}; next: helpdesk-gateway db upgrade")
+
+
+@main.group()
+def secret() -> None:
+    """The web secret (CSRF tokens, operator sessions)."""
+
+
+@secret.command("rotate")
+@pass_state
+def secret_rotate(state: State) -> None:
+    """Make a new web secret; the previous one stays valid for web.secret_grace_hours (restart to apply)."""
+    from channels.web.security import SECRET_FILE, rotate_secret
+
+    web = state.config.web
+    path = web.secret_file or web.secret_key_file or Path(state.config.storage.data_dir) / SECRET_FILE
+    rotate_secret(path)
+    click.echo(f"{path}: new secret; the previous one is accepted for {web.secret_grace_hours:g} h after restarts")
 
 
 from channels.web.cli import operators as _operators  # noqa: E402

@@ -100,6 +100,7 @@ class DirectoryConfig(Section):
 
 class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = Field("text", description="json: one JSON object per line, for log shippers")
 
 
 class Config(Section):

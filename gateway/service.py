@@ -61,6 +61,9 @@ def load_channel(core: Core, name: str) -> ChannelService:
 
 async def serve(core: Core, stop: asyncio.Event | None = None) -> None:
     """Run the enabled channels until SIGTERM/SIGINT (or `stop` is set), then stop them in reverse order."""
+    from .logging_setup import banner
+
+    log.info("%s starting", banner())
     seed_directory(core)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
