@@ -177,7 +177,12 @@ class SipService:
         if refusal is not None:  # cheap: no IVR, no thread, no log line per INVITE
             call = RefusedCall(account, pj_call_id, self._refused.discard)
             self._refused.add(call)
-            call.refuse(refusal.code, refusal.reason, refusal.retry_after)
+            # Answered after a pause that keeps its call slot: pjsua opened two media sockets for it already,
+            # and pjlib keeps a closed one for 500 ms out of 64. Refused at once, a flood would churn sockets
+            # faster than that and pjlib would abort the process; held, the slots are full and pjsua turns the
+            # rest away itself (486) before any socket is opened.
+            self.pj.call_later(self.settings.sip.limits.refuse_after_seconds,
+                               lambda: call.refuse(refusal.code, refusal.reason, refusal.retry_after))
             self.refusals += 1
             self._refusal_log.warning((refusal.code, source), "SIP: %s from %s refused (%s)", refusal.code, source, refusal.reason)
             return
