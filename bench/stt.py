@@ -110,10 +110,40 @@ def _join_letters(m: re.Match) -> str:
     return m.group(0).replace(" ", "")
 
 
-def normalise(text: str) -> str:
+# Italian and French (Whisper's BasicTextNormalizer does the same for every language but English): numbers are
+# written as the language's words, whole ("1234" -> "milleduecentotrentaquattro", as the Italian references
+# write extensions and PINs), a dot between words is read "punto"/"point", and an apostrophe separates words
+# ("dell'audio" -> "dell audio"), so an elision written or not is not an error.
+DOT_WORD = {"en": "dot", "it": "punto", "fr": "point"}
+SPOKEN_FORMS = {"it": ((r"\bwww\b", "vu vu vu"),), "fr": ((r"\bwww\b", "w w w"),)}
+
+
+def _number_words(language: str, n: int) -> str:
+    from num2words import num2words
+
+    return num2words(n, lang=language).replace("-", " ")
+
+
+def _normalise_romance(t: str, language: str) -> str:
+    t = re.sub(r"\b\d{1,3}(?:\.\d{3})+\b", lambda m: m.group(0).replace(".", ""), t)  # 1.234: a thousands dot
+    t = re.sub(r"(\d+)[.,](\d+)", lambda m: f" {_number_words(language, int(m.group(1)))} {'virgola' if language == 'it' else 'virgule'} "
+               + " ".join(_number_words(language, int(d)) for d in m.group(2)) + " ", t)
+    t = re.sub(r"\d+", lambda m: " " + _number_words(language, int(m.group(0))) + " ", t)
+    t = re.sub(r"(?<=[^\W\d_]{2})\.(?=[^\W\d_]{2})", f" {DOT_WORD[language]} ", t)
+    for pattern, spoken in SPOKEN_FORMS.get(language, ()):
+        t = re.sub(pattern, spoken, t)
+    t = t.replace("'", " ")
+    t = re.sub(r"[^\w ]", " ", t)
+    t = " ".join(t.split())
+    return re.sub(r"\b[^\W\d_](?: [^\W\d_]\b)+", _join_letters, t)
+
+
+def normalise(text: str, language: str = "en") -> str:
     t = text.casefold().replace("\u2019", "'")
     t = re.sub(r"[-/_]", " ", t)
-    t = t.replace("#", " pound ").replace("*", " star ")
+    t = t.replace("#", " pound ").replace("*", " star ") if language == "en" else t.replace("#", " ").replace("*", " ")
+    if language != "en":
+        return _normalise_romance(t, language)
     t = re.sub(r"\b(\d[\d,]*)(?:st|nd|rd|th)\b", lambda m: " " + ordinal_words(int(m.group(1).replace(",", ""))) + " ", t)
     t = re.sub(r"(\d+)\.(\d+)", lambda m: f" {number_words(int(m.group(1)))} point {' '.join(ONES[int(d)] for d in m.group(2))} ", t)
     t = re.sub(r"\d[\d,]*", _spell, t)
@@ -169,14 +199,15 @@ def cmd_wer(args) -> dict:
             results[engine] = {"error": str(e)}
             print(f"{engine}: {e}", file=sys.stderr)
             continue
-        refs, hyps, audio_s, busy_s = [], [], 0.0, 0.0
+        refs, hyps, raw, audio_s, busy_s = [], [], [], 0.0, 0.0
         for i, (path, ref) in enumerate(clips):
             start = time.perf_counter()
             r = t.transcribe(path, language)
             busy_s += time.perf_counter() - start
             audio_s += duration(path)
-            refs.append(normalise(ref))
-            hyps.append(normalise(r.text))
+            refs.append(normalise(ref, language))
+            hyps.append(normalise(r.text, language))
+            raw.append({"path": str(path), "ref": ref, "hyp": r.text})
             if args.verbose:
                 print(f"{path.name}\t{refs[-1]}\t{hyps[-1]}", file=sys.stderr)
             if (i + 1) % 50 == 0:
@@ -191,6 +222,8 @@ def cmd_wer(args) -> dict:
             "rtf": round(busy_s / audio_s, 3),
         }
         print(json.dumps({engine: results[engine]}), file=sys.stderr)
+        if args.save:
+            Path(f"{args.save}.{engine}.json").write_text(json.dumps({"set": args.set, "model": results[engine]["model"], "rows": raw}, ensure_ascii=False, indent=0))
     return {"set": args.set, "caveat": "unverified references: WER is an upper bound" if args.set == "it" else None, "results": results}
 
 
@@ -324,6 +357,120 @@ def cmd_latency(args) -> dict:
     return result
 
 
+# -- score: WER of saved hypotheses (wer --save), e.g. after a change of the normaliser --------------------------
+def cmd_score(args) -> dict:
+    import jiwer
+
+    data = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    language = data["set"]
+    pairs = [(normalise(r["ref"], language), normalise(r["hyp"], language)) for r in data["rows"]]
+    pairs = [(r, h) for r, h in pairs if r]
+    if args.verbose:
+        for r, h in pairs:
+            if r != h:
+                print(f"{r}\t{h}", file=sys.stderr)
+    out = jiwer.process_words([r for r, _ in pairs], [h for _, h in pairs])
+    return {"set": language, "model": data.get("model"), "utterances": len(pairs), "wer_percent": round(100 * out.wer, 1),
+            "substitutions": out.substitutions, "deletions": out.deletions, "insertions": out.insertions}
+
+
+# -- concurrent: calls ending at once, time from a call's end to each transcript on its ticket ---------------------
+def _answer_audio(clips: list[tuple[Path, str]], start: int, seconds: float) -> tuple[bytes, int]:
+    """`seconds` of real speech (corpus clips one after the other, half a second apart) as an 8 kHz WAV."""
+    out = io.BytesIO()
+    i = start
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(8000)
+        have = 0.0
+        while have < seconds:
+            with wave.open(str(clips[i % len(clips)][0])) as src:
+                frames = src.readframes(src.getnframes())
+            i += 1
+            wav.writeframes(frames + b"\x00\x00" * 4000)
+            have += len(frames) / 16000 + 0.5
+    return out.getvalue(), i
+
+
+def cmd_concurrent(args) -> dict:
+    """`--calls` calls end at the same moment, each with a name, an asset and a problem recording (real speech of
+    the corpus, about 3, 5 and 20 seconds), and go through the real intake, job queue and `--workers` worker
+    threads (serve's default: 1). Repeated `--rounds` times on an idle queue."""
+    import tempfile
+    import threading
+
+    from sqlalchemy import select
+
+    from channels.voice.stt.worker import worker_from_core
+    from gateway.app import build_core, seed_directory
+    from gateway.config import load_config
+    from ticketing.contact import Attachment, Channel, Contact
+    from ticketing.transcription import TranscriptionJob
+
+    tmp = Path(tempfile.mkdtemp(prefix="stt-concurrent-"))
+    env = {"HELPDESK_GATEWAY__STORAGE__DATA_DIR": str(tmp)}
+    if MODELS_DIR is not None:
+        env["HELPDESK_GATEWAY__VOICE__STT__MODELS_DIR"] = str(MODELS_DIR)
+    core = build_core(load_config(None, environ={**os.environ, **env}))
+    seed_directory(core)
+    workers = [worker_from_core(core, i) for i in range(args.workers)]
+    for w in workers:
+        w.transcriber.engine(args.language)  # loaded before the clock starts, as a running gateway has it
+    stop = threading.Event()
+    threads = [threading.Thread(target=w.run, args=(stop,), daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    clips = corpus(args.language)
+    fields = {f.name for f in Attachment.__dataclass_fields__.values()} if hasattr(Attachment, "__dataclass_fields__") else set()
+    per_recording, per_call, at = [], [], 0
+    for round_no in range(args.rounds):
+        contacts = []
+        for c in range(args.calls):
+            attachments = []
+            for question, seconds in (("name", 3), ("asset", 5), ("anomaly", 20)):
+                data, at = _answer_audio(clips, at, seconds)
+                extra = {"question": question} if "question" in fields else {}
+                attachments.append(Attachment(f"answer-{question}.wav", "audio/wav", core.blobs.put(data), kind="recording", **extra))
+            contacts.append(Contact(Channel.VOICE, f"concurrent-{round_no}-{c}-{time.time_ns()}", language=args.language,
+                                    attachments=tuple(attachments)))
+        start = time.perf_counter()  # every call has just ended: the transport hands the reports over now
+        message_ids = [r.message_id for r in [core.intake.submit(x) for x in contacts]]
+        done: dict[int, float] = {}
+        while True:
+            with core.sessions() as s:
+                jobs = s.execute(select(TranscriptionJob.id, TranscriptionJob.message_id, TranscriptionJob.status)
+                                 .where(TranscriptionJob.message_id.in_(message_ids))).all()
+            now = time.perf_counter() - start
+            for job_id, _, status in jobs:
+                if status in ("done", "failed") and job_id not in done:
+                    done[job_id] = now
+            if jobs and len(done) == len(jobs):
+                break
+            time.sleep(0.05)
+        by_call = {}
+        for job_id, message_id, _ in jobs:
+            by_call[message_id] = max(by_call.get(message_id, 0.0), done[job_id])
+        per_recording += list(done.values())
+        per_call += list(by_call.values())
+        print(f"  round {round_no + 1}: last transcript after {max(done.values()):.1f} s", file=sys.stderr)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    core.close()
+
+    def p95(xs):
+        xs = sorted(xs)
+        return round(xs[min(len(xs) - 1, math.ceil(0.95 * len(xs)) - 1)], 2)
+
+    result = {"language": args.language, "calls_at_once": args.calls, "rounds": args.rounds, "workers": args.workers,
+              "engine": workers[0].transcriber.engine(args.language).name,
+              "model": workers[0].transcriber.engine(args.language).model,
+              "per_recording": {"n": len(per_recording), "median_s": round(statistics.median(per_recording), 2), "p95_s": p95(per_recording)},
+              "per_call_last_transcript": {"n": len(per_call), "median_s": round(statistics.median(per_call), 2), "p95_s": p95(per_call)},
+              "load": " ".join(Path("/proc/loadavg").read_text().split()[:3])}
+    print(json.dumps(result), file=sys.stderr)
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models-dir", type=Path, help="a models directory to look in (helpdesk-gateway models install …)")
@@ -333,6 +480,15 @@ def main() -> None:
     p.add_argument("--engines", default="whisper,pocketsphinx,vosk")
     p.add_argument("--limit", type=int)
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--save", help="write each engine's raw hypotheses to SAVE.<engine>.json (for `score`)")
+    p = sub.add_parser("score")
+    p.add_argument("file")
+    p.add_argument("--verbose", action="store_true")
+    p = sub.add_parser("concurrent")
+    p.add_argument("--language", choices=["en", "it"], default="it")
+    p.add_argument("--calls", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--workers", type=int, default=1)
     p = sub.add_parser("digits")
     p.add_argument("--engines", default="whisper,pocketsphinx")
     p.add_argument("--count", type=int, default=20)
@@ -349,7 +505,7 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    result = {"wer": cmd_wer, "digits": cmd_digits, "throughput": cmd_throughput, "latency": cmd_latency}[args.cmd](args)
+    result = {"wer": cmd_wer, "score": cmd_score, "concurrent": cmd_concurrent, "digits": cmd_digits, "throughput": cmd_throughput, "latency": cmd_latency}[args.cmd](args)
     print(json.dumps(result, ensure_ascii=False, indent=1))
 
 
