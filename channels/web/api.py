@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from ticketing.contact import Answer, Channel, Contact, Sender
-from ticketing.desk import LifecycleError, Page, QueueFilters, TicketNotFound, TicketView
+from ticketing.desk import LifecycleError, NotAllowed, Page, QueueFilters, TicketNotFound, TicketView, UnknownAssignee
+from ticketing.operators import Identity
 
 from .common import client_key, problem, web
 from .public import clean
@@ -39,7 +40,7 @@ PROBLEM_SCHEMA = {
 
 
 def _problems(*codes: int) -> dict:
-    names = {400: "Bad request", 401: "Missing or wrong bearer token", 404: "No such ticket", 409: "The lifecycle rules refuse the action", 413: "Request too large", 422: "Invalid parameters", 429: "Rate limit exceeded", 502: "The mail relay did not take the message", 503: "The email channel is off"}
+    names = {400: "Bad request", 401: "Missing or wrong bearer token", 403: "The token's scopes or its operator's role do not allow it", 404: "No such ticket", 409: "The lifecycle rules refuse the action", 413: "Request too large", 422: "Invalid parameters", 429: "Rate limit exceeded", 502: "The mail relay did not take the message", 503: "The email channel is off"}
     return {c: {"description": names.get(c, "Error"), "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}} for c in codes}
 
 
@@ -51,21 +52,25 @@ class ApiError(Exception):
 BEARER = HTTPBearer(auto_error=False, description="a token made with: helpdesk-gateway operators token NAME")
 
 
-async def integration(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> str:
-    """The name of the integration calling, from its bearer token."""
+async def integration(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> Identity:
+    """Who calls (the token's operator or service account), with the scope the method needs: `read` to read,
+    `write` to change anything."""
     token = credentials.credentials if credentials is not None else ""
     if not token.strip():
         raise ApiError(401, "Unauthorized", "send 'Authorization: Bearer <token>' (make one with: helpdesk-gateway operators token NAME)", {"www-authenticate": 'Bearer realm="helpdesk"'})
-    name = await run_in_threadpool(web(request).desk.accounts.check_token, token.strip())
-    if name is None:
+    identity = await run_in_threadpool(web(request).desk.accounts.identity, token.strip())
+    if identity is None:
         raise ApiError(401, "Unauthorized", "the bearer token is not valid or was revoked", {"www-authenticate": 'Bearer realm="helpdesk", error="invalid_token"'})
-    wait = web(request).limits["api"].hit(f"{client_key(request)}|{name}")
+    wait = web(request).limits["api"].hit(f"{client_key(request)}|{identity.token}")
     if wait:
         raise ApiError(429, "Too Many Requests", f"rate limit exceeded: retry in {wait} s", {"retry-after": str(wait)})
-    return name
+    needed = "read" if request.method in ("GET", "HEAD") else "write"
+    if needed not in identity.scopes and "admin" not in identity.scopes:
+        raise ApiError(403, "Forbidden", f"the token {identity.token!r} has no {needed!r} scope")
+    return identity
 
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(integration)], responses=_problems(401, 422, 429))
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(integration)], responses=_problems(401, 403, 422, 429))
 
 
 # -- schemas ---------------------------------------------------------------------------------------------------
@@ -75,6 +80,14 @@ class FieldOut(BaseModel):
     confidence: float
     source: str | None
     check: bool = Field(description="below the low-confidence threshold: a person should check it")
+
+
+class SlaOut(BaseModel):
+    respond_by: datetime | None
+    resolve_by: datetime | None
+    paused: bool
+    breached: bool
+    warning: bool
 
 
 class TicketHeaderOut(BaseModel):
@@ -87,6 +100,10 @@ class TicketHeaderOut(BaseModel):
     urgency: str
     priority: int
     assignee: str | None
+    organisation: str | None = Field(description="the client organisation (from the reporter, the asset or the email domain)")
+    group: str | None = Field(description="the support group the ticket is with")
+    waiting: bool = Field(description="waiting for the user or a vendor: the SLA clock is paused")
+    sla: SlaOut
 
 
 class TicketSummary(TicketHeaderOut):
@@ -133,6 +150,8 @@ class TicketOut(TicketHeaderOut):
     messages: list[MessageOut]
     events: list[EventOut]
     actions: list[str] = Field(description="the actions the lifecycle rules allow now")
+    first_response_at: datetime | None
+    waiting_for: Literal["user", "vendor"] | None
 
 
 class TicketList(BaseModel):
@@ -176,10 +195,16 @@ class UserList(BaseModel):
 
 
 class ActionIn(BaseModel):
-    action: Literal["take", "escalate", "resolve", "close", "reopen", "note", "set_field"]
-    operator: str = Field(min_length=1, max_length=100, description="who acts (recorded in the history)")
-    text: str = Field("", max_length=8000, description="the reason (escalate, reopen), the report (resolve), the note, or the field's new value")
+    action: Literal["take", "escalate", "wait", "resume", "assign", "resolve", "close", "reopen", "note", "set_field"]
+    operator: str | None = Field(
+        None, max_length=100,
+        description="take, assign: the operator the ticket goes to (an existing, active one; 422 otherwise). "
+        "The actor recorded is always the token's operator or service account.",
+    )
+    text: str = Field("", max_length=8000, description="the reason (escalate, reopen, resume), the question to the user (wait), the report (resolve), the note, or the field's new value")
     field: str | None = Field(None, max_length=40, description="for set_field: which field")
+    waiting_for: Literal["user", "vendor"] = Field("user", description="wait: for the user (they are mailed the question) or a vendor")
+    group: str | None = Field(None, max_length=100, description="assign: the support group the ticket goes to")
 
 
 class ReplyIn(BaseModel):
@@ -245,10 +270,13 @@ async def list_tickets(
     channel: Literal["email", "voice", "web"] | None = None,
     asset: str | None = Query(None, max_length=100),
     assignee: str | None = Query(None, max_length=100, description="a username, or '-' for unassigned"),
+    organisation: str | None = Query(None, max_length=200, description="an organisation's name"),
+    group: str | None = Query(None, max_length=100, description="a support group's name, or '-' for none"),
     page: int = Query(1, ge=1, le=100000),
     per_page: int = Query(50, ge=1, le=200),
 ):
-    filters = QueueFilters(None if status == "all" else status, level, channel, clean(asset) or None, clean(assignee) or None)
+    filters = QueueFilters(None if status == "all" else status, level, channel, clean(asset) or None, clean(assignee) or None,
+                           clean(organisation) or None, clean(group) or None)
     return _page(await run_in_threadpool(web(request).desk.queue, filters, page, per_page))
 
 
@@ -256,7 +284,8 @@ async def list_tickets(
     "/tickets", response_model=ContactResult, status_code=201, summary="Report a problem (idempotent on external_id)",
     responses={**_problems(400), 200: {"model": ContactResult, "description": "already taken in (duplicate) or added to an open ticket (appended)"}},
 )
-async def create_ticket(request: Request, body: ContactIn, who: str = Depends(integration)):
+async def create_ticket(request: Request, body: ContactIn, identity: Identity = Depends(integration)):
+    who = identity.token
     # Whatever the schema allows is taken in (a report is never lost); control characters are dropped.
     values = {k: clean(getattr(body, k) or "") for k in ("name", "email", "phone", "asset", "anomaly")}
     contact = Contact(
@@ -291,12 +320,16 @@ async def get_messages(request: Request, number: str):
 
 
 @router.post("/tickets/{number}/actions", response_model=TicketOut, responses=_problems(404, 409), summary="Apply a lifecycle action")
-async def act(request: Request, number: str, body: ActionIn, who: str = Depends(integration)):
+async def act(request: Request, number: str, body: ActionIn, identity: Identity = Depends(integration)):
     desk = web(request).desk
-    actor = f"{clean(body.operator)[:60] or '-'} (api:{who})"
+    actor = identity.name  # the token's operator, or "service:<name>"
     text = clean(body.text)
+    person = clean(body.operator or "") or None
     calls = {
-        "take": lambda: desk.take(number, actor),
+        "take": lambda: desk.take(number, actor, person),
+        "assign": lambda: desk.assign(number, actor, person, clean(body.group or "") or None),
+        "wait": lambda: desk.wait(number, actor, text, body.waiting_for),
+        "resume": lambda: desk.resume(number, actor, text),
         "escalate": lambda: desk.escalate(number, actor, text),
         "resolve": lambda: desk.resolve(number, actor, text),
         "close": lambda: desk.close(number, actor),
@@ -310,6 +343,10 @@ async def act(request: Request, number: str, body: ActionIn, who: str = Depends(
         raise ApiError(404, "Not Found", f"no ticket {number[:40]}") from None
     except LifecycleError as e:
         raise ApiError(409, "Conflict", str(e)) from None
+    except NotAllowed as e:
+        raise ApiError(403, "Forbidden", str(e)) from None
+    except UnknownAssignee as e:
+        raise ApiError(422, "Unprocessable Content", str(e)) from None
 
 
 @router.post(

@@ -15,11 +15,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from ticketing.desk import LifecycleError, QueueFilters, TicketNotFound
+from ticketing.desk import LifecycleError, NotAllowed, QueueFilters, TicketNotFound, UnknownAssignee
 from ticketing.extraction import FIELD_NAMES
 from ticketing.lifecycle import STATUSES
 
-from .common import LoginRequired, csrf_ok, finish, language, rate_limit, render, web
+from .common import LoginRequired, client_key, csrf_ok, finish, language, rate_limit, render, web
 from .i18n import Texts
 from .public import clean
 from .replies import ReplyError, send_reply
@@ -27,7 +27,7 @@ from .security import SESSION_COOKIE
 
 router = APIRouter(prefix="/desk", include_in_schema=False)
 
-ACTIONS = ("take", "escalate", "resolve", "close", "reopen", "note", "field", "reply")
+ACTIONS = ("take", "escalate", "wait", "resume", "assign", "resolve", "close", "reopen", "note", "field", "reply")
 
 
 async def require_operator(request: Request) -> str:
@@ -62,12 +62,12 @@ async def login(request: Request):
         return render(request, "error.html", 403, message="CSRF")
     username, password = clean(data.get("username"))[:100], data.get("password")
     password = password[:1000] if isinstance(password, str) else ""
-    result = await run_in_threadpool(w.desk.accounts.authenticate, username, password)
+    result = await run_in_threadpool(w.desk.accounts.authenticate, username, password, client_key(request))
     if not result.ok:
-        if result.locked_seconds:
-            error = f"Troppi tentativi falliti: accesso bloccato per {result.locked_seconds} s. / Too many failed attempts: locked for {result.locked_seconds} s."
-        else:
-            error = "Nome utente o password errati. / Wrong username or password."
+        # The same words for an unknown username and a wrong password; a wait is per (username, address).
+        error = "Nome utente o password errati. / Wrong username or password."
+        if result.wait_seconds:
+            error += f" Riprovi tra {result.wait_seconds} s. / Try again in {result.wait_seconds} s."
         return render(request, "login.html", 401, next=target, error=error, username=username)
     response = RedirectResponse(target, status_code=303)
     seconds = w.settings.session_hours * 3600
@@ -96,7 +96,7 @@ async def logout(request: Request):
 
 def _filters(request: Request) -> tuple[QueueFilters, dict, int]:
     q = request.query_params
-    raw = {k: clean(q.get(k, ""))[:100] for k in ("status", "level", "channel", "asset", "assignee")}
+    raw = {k: clean(q.get(k, ""))[:100] for k in ("status", "level", "channel", "asset", "assignee", "organisation", "group")}
     status = raw["status"] if raw["status"] in (*STATUSES, "open", "all") else "open"
     raw["status"] = status
     level = int(raw["level"]) if raw["level"] in ("1", "2", "3") else None
@@ -105,15 +105,21 @@ def _filters(request: Request) -> tuple[QueueFilters, dict, int]:
     filters = QueueFilters(
         status=None if status == "all" else status, level=level, channel=channel,
         asset=raw["asset"] or None, assignee=raw["assignee"] or None,
+        organisation=raw["organisation"] or None, group=raw["group"] or None,
     )
     return filters, raw, page
 
 
 @router.get("/")
 async def queue(request: Request):
-    await require_operator(request)
+    username = await require_operator(request)
     w = web(request)
     filters, raw, page = _filters(request)
+    me = await run_in_threadpool(w.desk.accounts.get, username)
+    if me is not None and me.role == "specialist":  # a specialist's queue is their groups' tickets
+        from dataclasses import replace
+
+        filters = replace(filters, mine=username)
     result = await run_in_threadpool(w.desk.queue, filters, page, 50)
     params = {k: v for k, v in raw.items() if v}
     template = "queue_rows.html" if request.query_params.get("partial") == "1" else "queue.html"
@@ -178,6 +184,9 @@ async def ticket_action(request: Request, number: str, action: str):
         return response
     calls = {
         "take": lambda: desk.take(number, operator),
+        "wait": lambda: desk.wait(number, operator, text, "vendor" if data.get("waiting_for") == "vendor" else "user"),
+        "resume": lambda: desk.resume(number, operator, text),
+        "assign": lambda: desk.assign(number, operator, clean(data.get("assignee"))[:100] or None, clean(data.get("group"))[:100] or None),
         "escalate": lambda: desk.escalate(number, operator, text),
         "resolve": lambda: desk.resolve(number, operator, text),
         "close": lambda: desk.close(number, operator),
@@ -191,6 +200,10 @@ async def ticket_action(request: Request, number: str, action: str):
         return render(request, "error.html", 404, message=f"Ticket {number}: non trovato / not found")
     except LifecycleError as e:
         return await _ticket_page(request, number, 409, error=str(e))
+    except NotAllowed as e:
+        return await _ticket_page(request, number, 403, error=str(e))
+    except UnknownAssignee as e:
+        return await _ticket_page(request, number, 422, error=str(e))
     response = RedirectResponse(f"/desk/tickets/{number}?done={action}", status_code=303)
     finish(request, response)
     return response
@@ -223,3 +236,17 @@ async def ticket_file(request: Request, number: str, sha256: str):
         content, media_type=kind,
         headers={"content-disposition": f'{disposition}; filename="{safe_name}"', "content-security-policy": "sandbox; default-src 'none'; media-src 'self'", "cache-control": "private, no-store"},
     )
+
+
+@router.get("/audit")
+async def audit_page(request: Request):
+    """Logins, throttled logins, account and token changes: for supervisors and administrators."""
+    username = await require_operator(request)
+    w = web(request)
+    me = await run_in_threadpool(w.desk.accounts.get, username)
+    if me is None or me.role not in ("supervisor", "admin"):
+        return render(request, "error.html", 403, message="Solo supervisori e amministratori / Supervisors and administrators only")
+    from ticketing.audit import recent
+
+    entries = await run_in_threadpool(recent, w.desk.sessions, 300)
+    return render(request, "audit.html", entries=entries)
