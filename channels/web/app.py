@@ -43,8 +43,46 @@ from .common import (  # noqa: F401 - re-exported: what the routers share lives 
     _fmt_time,
 )
 from .i18n import Texts
-from .security import BodyLimit, ClientAddress, RateLimiter, SecurityHeaders, Signer
+from .security import BodyLimit, ClientAddress, RateLimiter, SecurityHeaders, Signer, load_signer
 from .settings import WebSettings
+
+
+class StorageFullGuard:
+    """ASGI middleware: a request that failed because the disk is full is answered 503 with Retry-After.
+
+    Ours and temporary, and nothing was stored: say so, and when to come back (RFC 9110 §15.6.4). Caught here,
+    inside Starlette's server-error layer, because that layer closes the connection after answering; a client
+    that keeps its connection open (an integration, a browser) would see its next request reset.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started or not is_storage_full(exc):
+                raise
+            request = Request(scope)
+            storage_full_log.warning("storage full: refused %s %s with 503", request.method, request.url.path)
+            headers = {"retry-after": str(STORAGE_RETRY_SECONDS)}
+            if _is_api(request):
+                response = problem(503, "Service Unavailable", "the server's storage is full: nothing was stored; retry later", headers)
+            else:
+                response = render(request, "error.html", 503, message=Texts(language(request))("err_storage_full"))
+                response.headers.update(headers)
+            await response(scope, receive, send)
 
 
 def create_app(ctx, desk: Desk) -> FastAPI:
@@ -61,7 +99,7 @@ def create_app(ctx, desk: Desk) -> FastAPI:
         ctx=ctx,
         desk=desk,
         settings=settings,
-        signer=Signer(load_secret(settings)),
+        signer=load_signer(settings, ctx.data_dir),  # kept in the data dir: forms survive a restart
         templates=make_templates(),
         limits={
             "submit": RateLimiter(settings.submit_per_minute),
@@ -80,6 +118,7 @@ def create_app(ctx, desk: Desk) -> FastAPI:
     api.install(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _error_handlers(app)
+    app.add_middleware(StorageFullGuard)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)
     return app
@@ -133,15 +172,6 @@ def _error_handlers(app: FastAPI) -> None:
     async def _ours(request: Request, exc: Exception):
         import logging
 
-        if is_storage_full(exc):
-            # Ours and temporary, and nothing was stored: say so, and when to come back (RFC 9110 §15.6.4).
-            storage_full_log.warning("storage full: refused %s %s with 503", request.method, request.url.path)
-            headers = {"retry-after": str(STORAGE_RETRY_SECONDS)}
-            if _is_api(request):
-                return problem(503, "Service Unavailable", "the server's storage is full: nothing was stored; retry later", headers)
-            response = render(request, "error.html", 503, message=Texts(language(request))("err_storage_full"))
-            response.headers.update(headers)
-            return response
         logging.getLogger("channels.web").exception("unhandled error on %s %s", request.method, request.url.path)
         if _is_api(request):
             return problem(500, "Internal Server Error", "the server failed; the error is logged")
