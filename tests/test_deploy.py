@@ -74,3 +74,19 @@ def test_container_files_use_readyz_and_the_wheel():
     assert "models install --defaults" in docker
     assert "read_only: true" in compose and "40000-40100:40000-40100/udp" in compose
     assert "HELPDESK_GATEWAY__VOICE__SIP__PUBLIC_ADDRESS" in compose and "HELPDESK_GATEWAY__EMAIL__ACK__RELAY_HOST" in compose
+
+
+def test_every_outgoing_mail_key_is_in_the_sample_config_with_its_default():
+    import tomllib
+
+    from channels.email.settings import AckSettings
+
+    text = (ROOT / "config" / "gateway.toml").read_text()
+    shown = tomllib.loads(text)["email"]["ack"]
+    defaults = AckSettings()
+    for name in AckSettings.model_fields:
+        if getattr(defaults, name) is None:  # TOML has no null: shown commented out
+            assert re.search(rf"^# {name} = ", text, re.M), name
+        else:
+            assert name in shown, name
+            assert AckSettings(**{name: shown[name]}).model_dump()[name] == defaults.model_dump()[name], name
