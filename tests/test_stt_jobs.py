@@ -336,3 +336,70 @@ def test_asset_answers_are_decoded_against_the_inventory_grammar(sqlite_core, tm
     # Decoded freely, espeak's "컴퓨터" comes out as syllables ("가 었 다"); against the grammar it is the asset.
     assert f["transcript_asset"].value == "컴퓨터"
     assert f["asset"].value.startswith("KO-PC-1") and f["asset"].source == "inventory"
+
+
+# -- a call's transcripts go through the extraction pipeline ---------------------------------------------------
+def answer_call(core, q: JobQueue, texts: dict[str, str]) -> None:
+    """Land the transcripts `texts` (question -> text) on the jobs claimed, in the order the queue gives them."""
+    while (c := q.claim("w")) is not None:
+        assert q.complete(c, Recognised(texts[c.question], 0.8, "test", "m"))
+
+
+def fields_of(core, ticket_id: int) -> tuple[Ticket, dict]:
+    with core.sessions() as s:
+        t = s.get(Ticket, ticket_id)
+        return t, {f.name: (f.value, f.source, f.confidence) for f in t.fields}
+
+
+def test_the_last_transcript_runs_the_pipeline_and_recomputes_priority_and_due_times(core):
+    q = queue_of(core)
+    ticket_id, ids = call(core, {"name": b"n", "asset": b"a", "anomaly": b"p"}, call_id="call-pipeline")
+    t, f = fields_of(core, ticket_id)
+    assert (t.urgency, t.asset_id) == ("normal", None)
+    first = q.claim("w")  # the name lands first: only its transcript shows, the fields wait for the rest
+    assert q.complete(first, Recognised("mi chiamo giorgio fontana", 0.8, "test", "m"))
+    t, f = fields_of(core, ticket_id)
+    assert f["transcript_name"][0] == "mi chiamo giorgio fontana" and f["reporter_name"][0] is None
+    answer_call(core, q, {"asset": "il pc dello sportello uno", "anomaly": "non si accende più ed è urgente"})
+    t, f = fields_of(core, ticket_id)
+    assert f["reporter_name"][:2] == ("Giorgio Fontana", "transcript")  # the name without "mi chiamo"
+    assert f["asset"][:2] == ("PC-0277 PC Ufficio Anagrafe 1", "inventory") and t.asset_id is not None
+    assert f["anomaly"][:2] == ("non si accende più ed è urgente", "transcript")
+    assert f["urgency"][:2] == ("high", "transcript") and t.urgency == "high"
+    assert t.priority == 2  # high urgency on a medium-criticality asset, no longer P3
+    changed = [e.data["field"] for e in events(core, ticket_id, "field_changed")]
+    assert {"reporter_name", "asset", "anomaly", "urgency"} <= set(changed)
+
+
+def test_an_operators_or_a_callers_value_stays(sqlite_core):
+    from ticketing.contact import Answer
+
+    core = sqlite_core
+    q = queue_of(core)
+    blobs = {k: core.blobs.put(v) for k, v in (("name", b"n2"), ("asset", b"a2"))}
+    contact = Contact(
+        Channel.VOICE, "call-confirmed", sender=Sender(phone="+39 055 000 0009"), language="it",
+        attachments=tuple(Attachment(f"answer-{k}.wav", "audio/wav", b, kind="recording", question=k) for k, b in blobs.items()),
+        answers={"asset": Answer("PRN-0305", "caller", 1.0)},  # read back by the IVR and confirmed with 1
+    )
+    ticket_id = core.intake.submit(contact).ticket_id
+    t, f = fields_of(core, ticket_id)
+    assert f["asset"] == ("PRN-0305 Stampante Ufficio Tributi", "caller", 1.0)
+    with core.sessions() as s, s.begin():
+        core.lifecycle.set_field(s.get(Ticket, ticket_id), "reporter_name", "Maria Verdi", "op.rossi")
+    answer_call(core, q, {"name": "sono paola marino dell'ufficio tecnico", "asset": "la stampante del secondo piano"})
+    t, f = fields_of(core, ticket_id)
+    assert f["asset"] == ("PRN-0305 Stampante Ufficio Tributi", "caller", 1.0)
+    assert f["reporter_name"][:2] == ("Maria Verdi", "operator")
+
+
+def test_a_call_whose_last_job_fails_is_still_understood(sqlite_core):
+    core = sqlite_core
+    q = queue_of(core)
+    ticket_id, ids = call(core, {"asset": b"a3", "anomaly": b"p3"}, call_id="call-half")
+    c = q.claim("w")
+    assert q.complete(c, Recognised("the printer on the second floor" if c.question == "asset" else "paper jam", 0.8, "test", "m"))
+    c = q.claim("w")
+    assert q.fail(c, "unreadable audio", retry=False) == FAILED
+    t, f = fields_of(core, ticket_id)
+    assert (f.get("asset") or (None,))[0] == "PRN-0210 Stampante multifunzione piano 2" or (f.get("anomaly") or (None,))[0] == "paper jam"

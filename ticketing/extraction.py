@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .contact import Contact
-from .directory import Directory, DirUser
+from .contact import Answer, Channel, Contact
+from .directory import DirAsset, Directory, DirUser
 from .text import CleanText, clean, fold, guess_language, strip_subject_prefixes
 
 FIELD_NAMES = ("reporter_name", "reporter_email", "reporter_phone", "asset", "anomaly", "urgency")
@@ -41,6 +41,7 @@ class Extraction:
     directory: Directory
     fields: dict[str, Field] = field(default_factory=lambda: {n: Field.empty() for n in FIELD_NAMES})
     user: DirUser | None = None
+    asset: DirAsset | None = None
     asset_id: int | None = None
     asset_criticality: str | None = None
     language: str = "it"
@@ -273,6 +274,15 @@ def match_asset(x: Extraction) -> None:
     text, matched against the inventory; an answer that matches nothing is kept as free text."""
     c, d = x.contact, x.directory
     answer = c.answers.get("asset")
+    if answer is not None and answer.source == "caller":
+        # The IVR read the asset back and the caller confirmed it: its tag, certain.
+        hit = d.match_asset(answer.value, fuzzy=False)
+        if hit:
+            _asset(x, hit, 1.0)
+            x.fields["asset"] = Field(f"{hit.asset.tag} {hit.asset.name}", 1.0, "caller")
+        else:
+            x.set("asset", answer.value, 1.0, "caller")
+        return
     if answer is not None:
         hit = d.match_asset(answer.value)
         if hit:
@@ -292,6 +302,7 @@ def match_asset(x: Extraction) -> None:
 
 
 def _asset(x: Extraction, hit, weight: float) -> None:
+    x.asset = hit.asset
     x.asset_id = hit.asset.id
     x.asset_criticality = hit.asset.criticality
     x.set("asset", f"{hit.asset.tag} {hit.asset.name}", hit.confidence * weight, "inventory")
@@ -408,4 +419,50 @@ def extract(contact: Contact, directory: Directory, pipeline: tuple[str, ...] = 
     for name in pipeline:
         STEPS[name](x)
     return x
+
+
+# -- one answer, at once: the IVR's confirmation ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Interpretation:
+    """The core's reading of one answer. `value` is set only when the directory or the inventory knows it (the
+    asset's tag, the person's directory name): only then is there something to read back and confirm."""
+
+    value: str | None  # asset: its tag ("PRN-0210"); name: the directory's name ("Paola Marino")
+    confidence: float  # 0–1, the same figure the ticket's field would get
+    source: str  # "inventory" | "directory" | "transcript"
+    spoken: str | None = None  # what to say back: the asset's name, the person's name; else the words heard
+    asset_id: int | None = None
+    tag: str | None = None
+    user_id: int | None = None
+
+    @property
+    def spoken_name(self) -> str | None:
+        return self.spoken
+
+
+def interpret_answer(question: str, text: str, directory: Directory, language: str | None = None) -> Interpretation:
+    """Read one answer's text with the same steps a whole contact goes through: "asset" with `match_asset`,
+    "name" with `identify_reporter` (the spoken-name phrases included); other questions are kept as said.
+
+    A pure function of its arguments, safe to call from any thread: the IVR's confirmation port
+    (`ChannelContext.interpret`, bound to the directory snapshot in gateway/) calls it while the caller waits.
+    `interpret_answer("asset", "la stampante del secondo piano", d, "it")` →
+    `Interpretation(value="PRN-0210", spoken="Stampante multifunzione piano 2", confidence=0.77, …)`.
+    """
+    said = (text or "").strip()
+    if question not in ("asset", "name") or not said:
+        return Interpretation(None, 0.0, "transcript", said or None)
+    contact = Contact(channel=Channel.VOICE, external_id="answer", language=language, answers={question: Answer(said, "transcript", 1.0)})
+    if question == "asset":
+        x = extract(contact, directory, ("clean_text", "match_asset"))
+        f, a = x.fields["asset"], x.asset
+        if a is None:
+            return Interpretation(None, 0.0, "transcript", said)
+        return Interpretation(a.tag, f.confidence, "inventory", a.name, a.id, a.tag)
+    x = extract(contact, directory, ("clean_text", "identify_reporter"))
+    f = x.fields["reporter_name"]
+    if x.user is None:
+        heard = spoken_name(said, directory)
+        return Interpretation(None, 0.0, "transcript", heard.name if heard else said)
+    return Interpretation(x.user.name, f.confidence, "directory", x.user.name, user_id=x.user.id)
 

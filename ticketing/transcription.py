@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Callable, Collection
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, func, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from .models import Base, BigId, Event, StoredAttachment, Ticket, utcnow
+from .contact import Answer, Channel, Contact, Sender
+from .extraction import DEFAULT_PIPELINE, Extraction, extract
+from .models import Base, BigId, Event, Message, StoredAttachment, Ticket, utcnow
 
 if TYPE_CHECKING:  # models imports this module to register its table: no import cycle at run time
     from .directory import Directory
@@ -41,8 +43,6 @@ if TYPE_CHECKING:  # models imports this module to register its table: no import
 log = logging.getLogger(__name__)
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
-# The question a recording answers -> the ticket field its transcript fills (others only keep the transcript).
-FIELD_FOR_QUESTION = {"name": "reporter_name", "asset": "asset", "anomaly": "anomaly"}
 ACTOR = "transcription"
 MAX_BACKOFF = 3600.0
 
@@ -140,6 +140,56 @@ def _event(ticket: Ticket, kind: str, data: dict) -> None:
     ticket.events.append(Event(kind=kind, actor=ACTOR, data=data, at=now))
 
 
+# -- a call's transcripts as contact text -----------------------------------------------------------------------
+def call_contact(message: Message, jobs: list[TranscriptionJob]) -> Contact:
+    """The call again, as the intake record extraction reads: each transcribed answer under its question (the
+    problem's transcript also as the text, as a web form's problem is), the caller id and the confirmed name."""
+    answers: dict[str, Answer] = {}
+    for j in jobs:
+        r = j.result or {}
+        text = (r.get("text") or "").strip()
+        if j.status == DONE and text and not r.get("silent") and j.question != "recording":
+            answers[j.question] = Answer(text, "transcript", float(r.get("confidence") or 0.0))
+    language = message.language or next((j.language for j in jobs if j.language), None)
+    return Contact(
+        channel=Channel.VOICE,
+        external_id=message.external_id,
+        received_at=message.received_at,
+        sender=Sender(message.sender_name, message.sender_email, message.sender_phone),
+        text=answers["anomaly"].value if "anomaly" in answers else "",
+        language=language,
+        answers=answers,
+    )
+
+
+# A value no later reading may replace: what an operator set, what the caller confirmed when it was read back.
+KEPT_SOURCES = frozenset({"operator", "caller"})
+
+
+def merge_fields(lifecycle: Lifecycle, ticket: Ticket, x: Extraction, actor: str) -> list[str]:
+    """Write an extraction's fields onto a ticket through `Lifecycle.set_field`: never over an operator's or a
+    caller-confirmed value, nor over a surer one, and not again when nothing changes. The reporter and the asset
+    the fields name come with them; then priority and due times are recomputed. Returns the fields written."""
+    written = []
+    for name, f in x.fields.items():
+        if f.value is None:
+            continue
+        current = ticket.field(name)
+        if current is not None and current.value:
+            if current.source in KEPT_SOURCES or current.confidence > f.confidence:
+                continue
+            if (current.value, current.source, current.confidence) == (f.value, f.source, f.confidence):
+                continue
+        if name == "asset" and x.asset_id is not None:
+            ticket.asset_id = x.asset_id
+        if name == "reporter_name" and x.user is not None:
+            ticket.reporter_user_id = x.user.id
+        lifecycle.set_field(ticket, name, f.value, actor, confidence=f.confidence, source=f.source)
+        written.append(name)
+    lifecycle.recompute(ticket)
+    return written
+
+
 # -- what a worker holds and hands back ---------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Claim:
@@ -173,7 +223,9 @@ class JobQueue:
         *,
         lease_seconds: float = 60.0,
         backoff_seconds: float = 5.0,
+        pipeline: tuple[str, ...] = DEFAULT_PIPELINE,
     ):
+        self.pipeline = pipeline
         self.sessions = sessions
         self.lifecycle = lifecycle
         self.directory = directory
@@ -266,6 +318,7 @@ class JobQueue:
                 return False
             ticket = s.get(Ticket, claim.ticket_id, with_for_update=True)
             self._apply(ticket, claim, result)
+            self._understand_when_last(s, ticket, s.scalar(select(TranscriptionJob.message_id).where(TranscriptionJob.id == claim.job_id)))
             return True
 
     def fail(self, claim: Claim, reason: str, *, retry: bool = True) -> str | None:
@@ -330,10 +383,13 @@ class JobQueue:
         ticket = s.get(Ticket, job.ticket_id)
         if ticket is not None:
             _event(ticket, "transcription_failed", {"job": job.id, "question": job.question, "recording": job.blob_sha256, "reason": reason[:500]})
+            self._understand_when_last(s, ticket, job.message_id)
         log.error("job %d failed for good: %s", job.id, reason)
 
     # -- the ticket -------------------------------------------------------------------------------------------
     def _apply(self, ticket: Ticket, claim: Claim, r: Recognised) -> None:
+        """The transcript itself, on the ticket at once: an event and the `transcript_<question>` field. The
+        fields it means (name, asset, anomaly, urgency) wait for the call's last transcription."""
         lc, q = self.lifecycle, claim.question
         _event(
             ticket,
@@ -355,37 +411,24 @@ class JobQueue:
             lc.set_field(ticket, f"transcript_{q}"[:40], "(silent recording: no speech reached us)", ACTOR, confidence=0.0, source="silent")
             return
         lc.set_field(ticket, f"transcript_{q}"[:40], r.text, ACTOR, confidence=r.confidence, source=r.engine[:20])
-        name = FIELD_FOR_QUESTION.get(q)
-        if name is None or not r.text.strip():
+
+    def _understand_when_last(self, s: Session, ticket: Ticket, message_id: int | None) -> None:
+        """When no job of the call is left to run (each done or failed), its transcripts are the call's answers:
+        they go through the same extraction pipeline as an email or a form, and what it finds is written by
+        `merge_fields`' rules; priority and due times follow (`Lifecycle.recompute`)."""
+        if message_id is None:
             return
-        value, confidence, source = self._interpret(ticket, q, r)
-        current = ticket.field(name)
-        if current is not None and current.value and (current.source == "operator" or current.confidence > confidence):
-            return  # an operator's value, or a surer one, stays
-        lc.set_field(ticket, name, value, ACTOR, confidence=round(confidence, 3), source=source)
-
-    def _interpret(self, ticket: Ticket, q: str, r: Recognised) -> tuple[str, float, str]:
-        directory = self.directory()
-        text = r.text.strip().rstrip(".")
-        if q == "name":
-            hit = directory.user_by_name(text)
-            if hit is None:
-                for prefix in ("my name is ", "mi chiamo ", "sono ", "this is ", "i am "):
-                    if text.lower().startswith(prefix):
-                        hit = directory.user_by_name(text[len(prefix):])
-                        break
-            if hit is not None:
-                ticket.reporter_user_id = hit[0].id
-                return hit[0].name, r.confidence * hit[1], "directory"
-            return text, r.confidence * 0.5, "transcript"
-        if q == "asset":
-            match = directory.match_asset(text)
-            if match is not None:
-                ticket.asset_id = match.asset.id
-                return f"{match.asset.tag} {match.asset.name}", r.confidence * match.confidence, "inventory"
-            return text, r.confidence * 0.5, "transcript"
-        return text, r.confidence, "transcript"
-
+        jobs = list(s.scalars(select(TranscriptionJob).where(TranscriptionJob.message_id == message_id).order_by(TranscriptionJob.id)))
+        if not jobs or any(j.status in (PENDING, RUNNING) for j in jobs):
+            return
+        message = s.get(Message, message_id)
+        if message is None:
+            return
+        contact = call_contact(message, jobs)
+        if not contact.answers:
+            return
+        x = extract(contact, self.directory(), self.pipeline)
+        merge_fields(self.lifecycle, ticket, x, ACTOR)
     # -- looking ----------------------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         with self.sessions() as s:
