@@ -202,3 +202,32 @@ def test_a_reply_that_cannot_go_says_why(mail_core, sink, web_factory, sqlite_co
         assert 'id="reply-off"' in page
         r = c.post(f"/desk/tickets/{number}/reply", data={"csrf": form_fields(page)["csrf"], "text": "ciao"})
         assert r.status_code == 503 and "the email channel is off" in r.text
+
+
+def test_with_no_relay_the_desk_shows_what_waits(tmp_path, web_factory):
+    """The embedded default: no relay. The acknowledgement waits in the outbox; the desk's header counts it and
+    /desk/outbox lists it with the reason, and the ticket's history says "not sent yet"."""
+    from channels.email.receiver import run_in_thread
+    from gateway.app import build_core, seed_directory
+    from gateway.service import load_channel
+
+    core = build_core(make_config(tmp_path, f"sqlite:///{tmp_path / 'h.sqlite3'}", email__smtp__port=str(free_port()),
+                                  email__smtp__parse_workers="0", email__ack__poll_seconds="0.1"))
+    seed_directory(core)
+    channel, stop = run_in_thread(lambda: load_channel(core, "email"))
+    core.shared.offer(channel)
+    try:
+        web = web_factory(core, cookie_secure=False)
+        with httpx.Client(base_url=web.url) as c:
+            number = NUMBER.search(report(c, email="mario.rossi@regione.example.it").text).group(1)
+            desk_login(c)
+            assert "Outbox (1)" in c.get("/desk/").text
+            page = c.get("/desk/outbox").text
+            assert 'id="no-relay"' in page and 'id="outbox-waiting">1<' in page and "mario.rossi@regione.example.it" in page
+            wait_for(lambda: [e for e in web.desk.ticket(number).events if e.kind == "mail_waiting"])
+            assert "no mail relay is configured" in c.get(f"/desk/tickets/{number}").text
+            c.cookies.clear()
+            assert c.get("/desk/outbox").status_code in (302, 303)  # operators only
+    finally:
+        stop()
+        core.close()

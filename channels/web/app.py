@@ -115,6 +115,9 @@ def create_app(ctx, desk: Desk) -> FastAPI:
     app.include_router(public.router)
     app.include_router(operator.router)
     app.include_router(api.router)
+    from . import outbox
+
+    outbox.install(app)  # /desk/outbox and the waiting count in the desk's header
     api.install(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _error_handlers(app)
