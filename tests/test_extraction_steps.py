@@ -171,3 +171,156 @@ def test_pipeline_is_data_and_unknown_steps_are_refused():
         check_pipeline(["clean_text", "guess_everything"])
     x = extract(email("il protocollo è lento"), DIRECTORY, ("clean_text", "match_asset"))
     assert x.fields["asset"].value.startswith("PROT-01") and x.fields["anomaly"].value is None
+
+
+# -- calls and French (issue 10): on an inventory none of the rules was written for --------------------------
+from ticketing.extraction import interpret_answer, spoken_name  # noqa: E402
+from ticketing.vocabulary import canonical, spoken_numbers  # noqa: E402
+
+UNSEEN = Directory(
+    users=[
+        DirUser(1, "Paola Marino", "p.marino@comune.example", ("+39 0165 111 222",), "Ufficio tecnico"),
+        DirUser(2, "Paola Marino", "paola.marino@comune.example", ("+39 0165 333 444",), "Servizi demografici"),
+        DirUser(3, "Jean-Luc Perrin", "jl.perrin@comune.example", (), "Tributi"),
+    ],
+    assets=[
+        DirAsset(1, "WS-3301", "Postazione URP", "hardware", (), "urp-pc-03", None, "medium", "Municipio sportello 3"),
+        DirAsset(2, "WS-3302", "Postazione URP", "hardware", (), "urp-pc-04", None, "medium", "Municipio sportello 4"),
+        DirAsset(3, "PR-11", "Stampante HP LaserJet", "hardware", (), "prt-hp-11", None, "low", "Municipio piano 1 corridoio est"),
+        DirAsset(4, "PR-31", "Stampante Kyocera", "hardware", (), "prt-ky-31", None, "low", "Municipio piano 3 sala riunioni"),
+        DirAsset(5, "SW-MAIL", "Webmail", "software", ("posta",), None, None, "high", "Cloud"),
+        DirAsset(6, "TEL-200", "Telefono fisso", "hardware", (), None, None, "medium", "Municipio"),
+    ],
+)
+
+
+@pytest.mark.parametrize(
+    "said, name, department",
+    [
+        ("mi chiamo giorgio fontana", "Giorgio Fontana", None),
+        ("sono paola marino dell'ufficio tributi", "Paola Marino", "tributi"),
+        ("buongiorno sono la dottoressa anna de luca della ragioneria", "Anna De Luca", "ragioneria"),
+        ("je m'appelle claire dupont", "Claire Dupont", None),
+        ("bonjour c'est jean-luc perrin du service des impôts", "Jean-Luc Perrin", "des impôts"),
+        ("my name is peter novak", "Peter Novak", None),
+        ("hi this is emily clarke from accounting", "Emily Clarke", "accounting"),
+    ],
+)
+def test_a_spoken_name_loses_its_phrase_and_keeps_the_department_as_a_hint(said, name, department):
+    got = spoken_name(said)
+    assert (got.name, got.department) == (name, department)
+
+
+@pytest.mark.parametrize(
+    "said, email",
+    [("sono paola marino dei servizi demografici", "paola.marino@comune.example"), ("sono paola marino dell'ufficio tecnico", "p.marino@comune.example")],
+)
+def test_the_department_said_picks_between_namesakes(said, email):
+    c = Contact(channel=Channel.VOICE, external_id="c-dept", answers={"name": Answer(said, "transcript", 0.8)})
+    x = extract(c, UNSEEN, ("clean_text", "identify_reporter"))
+    assert x.user.email == email and x.fields["reporter_name"].value == "Paola Marino"
+
+
+@pytest.mark.parametrize(
+    "text, digits",
+    [
+        ("pc due tre uno", "pc 231"), ("stanza duecentoquattordici", "stanza 214"), ("sportello uno", "sportello 1"),
+        ("la stampante del secondo piano", "la stampante del piano 2"), ("ho un problema", "ho un problema"),
+        ("poste vingt-trois", "poste 23"), ("quatre-vingt-dix-sept", "97"), ("au deuxième étage", "au etage 2"),
+        ("computer zero one four two", "computer 0142"), ("twenty one", "21"), ("the 3rd floor", "the floor 3"),
+    ],
+)
+def test_numbers_said_as_words_become_digits(text, digits):
+    from ticketing.text import fold
+
+    assert spoken_numbers(fold(text)) == digits
+
+
+@pytest.mark.parametrize(
+    "text, tag",
+    [
+        # where it is: location and the rest of the name, numbers said or written
+        ("il pc dello sportello 3", "WS-3301"), ("la postazione dello sportello quattro", "WS-3302"),
+        ("la stampante del terzo piano", "PR-31"), ("la stampante del primo piano", "PR-11"),
+        ("l'imprimante du troisième étage", "PR-31"), ("le poste du guichet quatre", "WS-3302"),
+        ("the printer on the first floor", "PR-11"), ("the computer at counter three", "WS-3301"),
+        # the hostname, said
+        ("urp pc zero quattro", "WS-3302"), ("prt hp one one", "PR-11"),
+        # cross-language words for the same thing
+        ("la posta non arriva", "SW-MAIL"), ("je ne reçois plus de courriels", "SW-MAIL"), ("my mail is down", "SW-MAIL"),
+        ("le téléphone fixe ne sonne plus", "TEL-200"), ("the desk phone is dead", "TEL-200"),
+    ],
+)
+def test_assets_described_by_place_hostname_and_in_any_language(text, tag):
+    hit = UNSEEN.match_asset(text)
+    assert hit is not None and hit.asset.tag == tag, hit
+
+
+def test_a_place_that_fits_two_assets_names_neither():
+    assert UNSEEN.match_asset("il pc del municipio") is None
+    assert UNSEEN.match_asset("la stampante") is None  # two printers, no place said
+
+
+@pytest.mark.parametrize("a, b", [("stampante", "imprimante"), ("printer", "stampante"), ("posta", "courriel"), ("mail", "posta")])
+def test_synonym_classes_meet(a, b):
+    assert canonical(a) == canonical(b)
+
+
+@pytest.mark.parametrize(
+    "text, urgency",
+    [
+        ("la stampante fa righe, non è urgentissimo", "low"), ("non è per niente urgente", "low"), ("niente di urgente", "low"),
+        ("l'imprimante est en panne, ce n'est pas urgent", "low"), ("pas très urgent", "low"), ("c'est urgent, je suis bloqué", "high"),
+        ("the printer is jammed, not urgent at all", "low"), ("nothing urgent", "low"), ("urgent please, I'm blocked", "high"),
+        ("tout le service est bloqué", "critical"), ("personne ne peut se connecter", "critical"),
+        ("il programma non funziona, è urgente", "high"),
+    ],
+)
+def test_negated_urgency_is_not_high_in_three_languages(text, urgency):
+    x = run("set_urgency", email(text), "clean_text")
+    assert x.fields["urgency"].value == urgency
+
+
+@pytest.mark.parametrize(
+    "text, phone",
+    [
+        ("Buongiorno,\nla stampante non va.\n\nCordiali saluti\nMario Bianco\nTel. 055 438 2101", "055 438 2101"),
+        ("Bonjour,\nle wifi coupe.\n\nCordialement,\nClaire Dupont\nTél. : +39 0165 27 3456", "+39 0165 27 3456"),
+        ("Hi,\nmy mail bounces.\n\nBest regards,\nKate Wilson\nPhone: +44 161 496 0000", "+44 161 496 0000"),
+    ],
+)
+def test_a_phone_number_in_the_signature_fills_the_reporters_phone(text, phone):
+    x = extract(email(text, sender=Sender("X", "unknown@example.com")), DIRECTORY)
+    assert (x.fields["reporter_phone"].value, x.fields["reporter_phone"].source) == (phone, "signature")
+
+
+def test_french_mail_is_cleaned_and_recognised():
+    c = clean(
+        "Madame, Monsieur,\n\nl'imprimante du 2e étage est bloquée.\n\nBien cordialement,\nClaire Dupont\n\n"
+        "Le lun. 2 nov. 2026 à 10:12, Help Desk <hd@x.it> a écrit :\n> Votre demande est close"
+    )
+    assert c.body == "l'imprimante du 2e étage est bloquée." and c.signature == ("Claire Dupont",)
+    assert guess_language("je n'arrive pas à imprimer depuis ce matin, merci de vérifier") == "fr"
+
+
+@pytest.mark.parametrize(
+    "question, said, value, spoken",
+    [
+        ("asset", "la stampante del terzo piano", "PR-31", "Stampante Kyocera"),
+        ("asset", "l'imprimante du premier étage", "PR-11", "Stampante HP LaserJet"),
+        ("asset", "the coffee machine", None, "the coffee machine"),
+        ("name", "je m'appelle jean-luc perrin", "Jean-Luc Perrin", "Jean-Luc Perrin"),
+        ("name", "mi chiamo giorgio fontana", None, "Giorgio Fontana"),  # nobody the directory knows: nothing to confirm
+    ],
+)
+def test_interpret_answer_reads_one_answer_with_the_same_steps(question, said, value, spoken):
+    r = interpret_answer(question, said, UNSEEN, "it")
+    assert (r.value, r.spoken) == (value, spoken)
+    assert (r.confidence > 0.5) == (value is not None)
+
+
+def test_a_caller_confirmed_asset_is_certain():
+    c = Contact(channel=Channel.VOICE, external_id="c-conf", answers={"asset": Answer("PR-31", "caller", 1.0)}, text="la stampante del primo piano")
+    x = extract(c, UNSEEN)
+    assert (x.fields["asset"].value, x.fields["asset"].source, x.fields["asset"].confidence) == ("PR-31 Stampante Kyocera", "caller", 1.0)
+    assert x.asset_id == 4

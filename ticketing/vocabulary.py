@@ -189,7 +189,7 @@ SYNONYMS: tuple[str, ...] = (
     "fotocopiatrice|photocopieuse|copieur|photocopier|copier",
     "posta|mail|email|e mail|courriel|courriels|messagerie|posta elettronica|courrier electronique|e-mail|mailbox|casella di posta|boite mail|boite aux lettres",
     "pec|posta certificata|posta elettronica certificata|courrier certifie|certified email|certified mail",
-    "pc|computer|computers|ordinateur|ordinateurs|postazione|workstation|desktop",
+    "pc|computer|computers|ordinateur|ordinateurs|postazione|postazioni|workstation|desktop|poste de travail|poste",
     "portatile|notebook|laptop|ordinateur portable",
     "telefono|telephone|phone|telefoni|telephones|phones",
     "telefono fisso|telephone fixe|desk phone|landline",
