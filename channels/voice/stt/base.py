@@ -63,6 +63,7 @@ class Grammar:
 
     phrases: tuple[str, ...]
     missing: tuple[str, ...] = field(default_factory=tuple)
+    bias: bool = False  # hints that bias a free decoding (Whisper hotwords / prompt), not a constraint (Vosk)
 
 
 class Engine(Protocol):

@@ -27,9 +27,10 @@ class SttSettings(_Section):
     languages: dict[str, LanguageChoice] = Field(default_factory=lambda: {"it": LanguageChoice(), "fr": LanguageChoice(), "en": LanguageChoice()})
     # One base URL replacing every model host of the catalog (a mirror; a local server in the tests).
     models_url: str | None = None
-    # Whisper: bias decoding toward the inventory's and the directory's names (hotwords) on the name and
-    # asset questions, and toward asset names on the problem question.
-    hotwords: bool = True
+    # Whisper: how the names a question expects (the directory's people for "name", the inventory's assets for
+    # "asset" and "anomaly") bias the decoding: as hotwords, as the initial prompt, or not at all
+    # (bench/stt_bias.py; BENCHMARKS.md).
+    whisper_hints: Literal["hotwords", "prompt", "off"] = "hotwords"
     silence_floor_dbfs: float = Field(-50.0, le=0)
     grammars: bool = Field(True, description="decode asset and name answers against the inventory/directory first (Vosk)")
     whisper_compute_type: str = "int8"

@@ -4,12 +4,17 @@ The most accurate offline engine here. The model is a local directory (`model.bi
 `tokenizer.json`, `vocabulary.txt`): never a hub name, so nothing is downloaded at run time. Silero
 voice-activity detection (shipped inside faster-whisper) trims silence first, so silence costs nothing and
 cannot make Whisper hallucinate text. Decoding is a beam search (5 by default) at temperature 0: deterministic.
-No initial prompt: a help-desk vocabulary given as a prompt made Whisper repeat it on one-word clips (bench/stt.py:
-19.6 % WER against 5.2 %). English-only models (`*.en`, 51864-token vocabulary) serve English only.
+No generic initial prompt: a help-desk vocabulary given as a prompt made Whisper repeat it on one-word clips
+(bench/stt.py: 19.6 % WER against 5.2 %). Contextual hints are another matter: `grammar(phrases)` turns the
+names a question expects (the directory's people, the inventory's assets) into hints given as `hotwords`
+(or as the initial prompt, `hints="prompt"`), which bias the decoding toward them without constraining it
+(bench/stt_bias.py measures each against no hints). English-only models (`*.en`, 51864-token vocabulary)
+serve English only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from pathlib import Path
@@ -38,7 +43,8 @@ class WhisperEngine:
     name = "whisper"
     sample_rate = 16000
 
-    def __init__(self, model_dir: str | Path, language: str, *, compute_type: str = "int8", cpu_threads: int = 1, beam_size: int = 5):
+    def __init__(self, model_dir: str | Path, language: str, *, compute_type: str = "int8", cpu_threads: int = 1, beam_size: int = 5,
+                 hints: str = "hotwords", num_workers: int = 1):
         try:
             from faster_whisper import WhisperModel
         except ImportError as e:
@@ -52,9 +58,13 @@ class WhisperEngine:
         self.model = str(path)
         self.language = language
         self.beam_size = beam_size
+        self.hints = hints  # "hotwords" | "prompt" | "off": how a question's expected phrases reach the decoder
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every call at INFO
-        self._model = WhisperModel(str(path), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, local_files_only=True)
-        self._lock = threading.Lock()
+        self._model = WhisperModel(str(path), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads,
+                                   num_workers=num_workers, local_files_only=True)
+        # One decoding at a time per model, unless it was built with several workers: CTranslate2 then runs
+        # that many requests from different threads in parallel (the IVR's at-once transcriptions).
+        self._lock = threading.Lock() if num_workers == 1 else contextlib.nullcontext()
 
     def for_language(self, language: str) -> "WhisperEngine":
         """The same loaded model for another language (a multilingual model is loaded once, not per language)."""
@@ -66,19 +76,29 @@ class WhisperEngine:
         twin.language = language
         return twin
 
-    def transcribe(self, pcm: bytes, grammar: Grammar | None = None) -> Transcript:
+    def grammar(self, phrases) -> Grammar | None:
+        """Whisper takes no grammar: the phrases become hints that bias the decoding (None when hints are off)."""
+        kept = tuple(dict.fromkeys(" ".join(p.split()) for p in phrases if p and p.strip()))
+        return Grammar(kept, bias=True) if kept and self.hints != "off" else None
+
+    def transcribe(self, pcm: bytes, grammar: Grammar | None = None, *, beam_size: int | None = None,
+                   word_timestamps: bool = True) -> Transcript:
         import numpy as np  # comes with faster-whisper; not needed to look at model directories
 
         samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
+        hints = ", ".join(grammar.phrases) if grammar is not None and grammar.phrases and self.hints != "off" else None
         with self._lock:
             segments, _ = self._model.transcribe(
                 samples,
                 language=self.language,
-                beam_size=self.beam_size,
+                beam_size=beam_size or self.beam_size,
+                # faster-whisper cuts hints to the prompt's half of the context (223 tokens).
+                hotwords=hints if self.hints == "hotwords" else None,
+                initial_prompt=hints if self.hints == "prompt" else None,
                 # No sampling fallback at higher temperatures: the same recording always gives the same text
                 # (an operator re-running a job, a test), and VAD already keeps the windows that loop out.
                 temperature=0.0,
-                word_timestamps=True,
+                word_timestamps=word_timestamps,  # per-word confidences for the ticket; the IVR's quick path skips them
                 vad_filter=True,
                 vad_parameters={"min_silence_duration_ms": 500},
                 condition_on_previous_text=False,
@@ -91,4 +111,10 @@ class WhisperEngine:
             if w.word.strip()
         ]
         text = " ".join(s.text.strip() for s in segments).strip()
-        return make_transcript(self, pcm, words, text)
+        t = make_transcript(self, pcm, words, text)
+        if not word_timestamps and segments:  # no word probabilities: the segments' mean token probability
+            from dataclasses import replace
+            import math
+
+            t = replace(t, confidence=round(sum(math.exp(s.avg_logprob) for s in segments) / len(segments), 4))
+        return t

