@@ -175,7 +175,7 @@ def models_install(name: str | None, defaults: bool, catalog: Path | None, mirro
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line per file")
 @click.option("--language", default="it", show_default=True, help="language of the speech (it, en, …)")
 @click.option("--engine", type=click.Choice(["vosk", "whisper", "pocketsphinx"]), help="engine to use [default: per configuration]")
-@click.option("--grammar", help="comma-separated phrases to constrain the answer to (Vosk)")
+@click.option("--grammar", help="comma-separated phrases the answer is expected among: a grammar for Vosk, hints for Whisper")
 def transcribe(files: tuple[Path, ...], as_json: bool, language: str, engine: str | None, grammar: str | None) -> None:
     """Transcribe recordings directly (no database): for operators and for measuring."""
     from .stt.audio import AudioError

@@ -1,4 +1,4 @@
-"""The faster-whisper engine (Whisper weights in CTranslate2 format, `faster-whisper` package, extra [whisper]).
+"""The faster-whisper engine (Whisper weights in CTranslate2 format, `faster-whisper` package, a dependency of the gateway).
 
 The most accurate offline engine here. The model is a local directory (`model.bin`, `config.json`,
 `tokenizer.json`, `vocabulary.txt`): never a hub name, so nothing is downloaded at run time. Silero
@@ -48,7 +48,7 @@ class WhisperEngine:
         try:
             from faster_whisper import WhisperModel
         except ImportError as e:
-            raise EngineError("the 'faster-whisper' package is not installed (pip install 'helpdesk-gateway[whisper]')") from e
+            raise EngineError("the 'faster-whisper' package is not installed (pip install faster-whisper)") from e
         path = Path(model_dir)
         if not is_model_dir(path):
             raise EngineError(f"{path} is not a CTranslate2 Whisper model directory (model.bin, config.json, tokenizer)")
