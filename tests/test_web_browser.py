@@ -154,7 +154,7 @@ def test_the_queue_updates_without_reload(sqlite_core, web_factory, page):
     page.wait_for_selector("#queue-count")
     assert page.locator("#queue-count").inner_text().startswith("0 ticket")
     page.wait_for_timeout(500)  # let the first poll record the state
-    web.ctx.deliver(Contact(Channel.EMAIL, "live-1@example.org", sender=Sender("Luca Ferrari", "luca.ferrari@regione.example.it"),
+    web.ctx.intake.deliver(Contact(Channel.EMAIL, "live-1@example.org", sender=Sender("Luca Ferrari", "luca.ferrari@regione.example.it"),
                             subject="Stampante", text="La stampante tributi non stampa."))
     from playwright.sync_api import expect
 
