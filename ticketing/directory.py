@@ -162,6 +162,7 @@ class Directory:
         and aliases: "pc", "stampante") and where it is (its location and the rest of its name, as place
         tokens), each place token weighted by how few assets share it; and the numbers of its identifiers."""
         self._kinds: dict[int, set[str]] = {}
+        self._of_kind: dict[str, list[int]] = {}
         self._place_of: dict[int, set[str]] = {}
         self._numbers: dict[int, list[int]] = {}
         df: dict[str, int] = {}
@@ -169,6 +170,8 @@ class Directory:
             kinds = {w.split()[0] for w in (asset_words(n) for n in (a.name, *a.aliases)) if w}
             places = _places(asset_words(a.name)) | _places(asset_words(a.location or ""))
             self._kinds[i], self._place_of[i] = kinds, places - kinds
+            for k in kinds:
+                self._of_kind.setdefault(k, []).append(i)
             for t in self._place_of[i]:
                 df[t] = df.get(t, 0) + 1
             for ident in (a.tag, a.hostname):
@@ -228,12 +231,12 @@ class Directory:
         tokens = words.split()
         if not tokens or not self.assets:
             return None
+        candidates = {i for t in set(tokens) for i in self._of_kind.get(t, ())}
+        if not candidates:
+            return None
         said = _places(words)
-        present = set(tokens)
         scored: list[tuple[float, int, str]] = []
-        for i, kinds in self._kinds.items():
-            if not kinds & present:
-                continue
+        for i in candidates:
             shared = self._place_of[i] & said
             if not shared:
                 continue

@@ -10,6 +10,7 @@ synonym class to the class's first word, so "imprimante" meets an inventory writ
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 # -- numbers -------------------------------------------------------------------------------------------------
 _UNIT_WORDS = {
@@ -73,6 +74,7 @@ def _it_compound(word: str) -> int | None:
     return None
 
 
+@lru_cache(maxsize=1 << 16)
 def _kind(token: str) -> tuple[str, int] | None:
     if token.isdigit():
         return ("digits", int(token))
