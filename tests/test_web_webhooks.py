@@ -44,6 +44,7 @@ def cursor(core, url: str):
 def test_events_arrive_signed_in_order_and_filtered(sqlite_core, web_factory):
     with WebhookReceiver() as every, WebhookReceiver() as resolved_only:
         web = web_factory(sqlite_core, webhooks=[hook(every.url), hook(resolved_only.url, "resolved")], **FAST)
+        web.desk.accounts.add("bot", "Bot", "password lunga 1")  # a service account takes a ticket for an existing operator
         with api(web) as c:
             number = report(c, "hook-1")
             for action, text in (("take", ""), ("escalate", "serve il livello II"), ("note", "chiamato l'utente"), ("resolve", "driver reinstallato")):
@@ -63,8 +64,10 @@ def test_events_arrive_signed_in_order_and_filtered(sqlite_core, web_factory):
         assert not verify(b"another secret of 16 bytes", got[0].body, got[0].headers["x-helpdesk-signature"])
         tampered = got[0].body.replace(b'"kind":"created"', b'"kind":"resolved"')
         assert tampered != got[0].body and not verify(SECRET.encode(), tampered, got[0].headers["x-helpdesk-signature"])
-        assert got[2].json["data"] == {"from": "I", "to": "II", "reason": "serve il livello II"}
-        assert got[4].json["ticket"]["status"] == "resolved" and got[4].json["actor"].startswith("bot (api:")
+        assert got[2].json["data"] == {"from": "I", "to": "II", "reason": "serve il livello II", "group": "Postazioni di lavoro",
+                                       "notified": "postazioni@helpdesk.example.it"}  # routed by the asset (issue 12)
+        assert got[2].json["ticket"]["group"] == "Postazioni di lavoro" and got[2].json["ticket"]["organisation"] == "Regione"
+        assert got[4].json["ticket"]["status"] == "resolved" and got[4].json["actor"].startswith("service:")
 
         only = resolved_only.wait(1)
         assert [h.json["event"] for h in only] == ["ticket.resolved"]

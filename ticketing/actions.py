@@ -84,8 +84,9 @@ class Actions:
     def escalate(self, number: str, operator: str, reason: str):
         def escalate(s: Session, t: Ticket, who) -> None:
             group = route(s, t.asset_id, t.level + 1, self.default_groups) if t.level < 3 else None
-            self.lifecycle.escalate(t, operator, reason, (group.id, group.name) if group else None)
-            if group is not None and (group.kind == "external" or group.email):
+            event = self.lifecycle.escalate(t, operator, reason, (group.id, group.name) if group else None)
+            if group is not None and group.email:
+                event.data = {**event.data, "notified": group.email}  # the history says who was told
                 s.flush()
                 notify_group(s, t, self.number(t), group, reason=reason.strip(), organisation=self.organisation_name(t.organisation_id))
 

@@ -60,9 +60,8 @@ def notify_group(s: Session, t: Ticket, number: str, group, *, reason: str, orga
         f"Reply to this mail keeping [{number}] in the subject: your answer is added to the ticket for the desk's "
         f"operators, who close it with the user.\n"
     )
-    mail = _enqueue(s, kind=NOTIFICATION, to=group.email, subject=subject, text=text, ticket_id=t.id, record=True,
-                    headers={"Auto-Submitted": "auto-generated"})
-    s.add(Event(ticket_id=t.id, kind="group_notified", actor="system", data={"group": group.name, "to": group.email, "message": mail.message_id}))
+    _enqueue(s, kind=NOTIFICATION, to=group.email, subject=subject, text=text, ticket_id=t.id, record=True,
+             headers={"Auto-Submitted": "auto-generated"})
 
 
 def reporter_address(s: Session, t: Ticket) -> tuple[str | None, str | None]:
