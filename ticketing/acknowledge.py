@@ -44,7 +44,7 @@ class Composed:
 class AckPolicy:
     """Called by the intake for each new ticket (`IntakeService.on_created`), in its transaction."""
 
-    compose: Callable[[Contact, str], Composed]  # (contact, ticket number) -> the mail's words
+    compose: Callable[..., Composed]  # (contact, ticket number, pin=status PIN) -> the mail's words
     directory: Callable[[], Directory]
     sender: str
     own_addresses: tuple[str, ...] = ()
@@ -67,7 +67,7 @@ class AckPolicy:
             self.skipped[reason.split(" (")[0]] = self.skipped.get(reason.split(" (")[0], 0) + 1
             log.debug("no acknowledgement for %s: %s", result.ticket_number, reason)
             return
-        words = self.compose(contact, result.ticket_number)
+        words = self.compose(contact, result.ticket_number, pin=getattr(result, "pin", None))
         enqueue(
             session, kind=CONFIRMATION, to=to, subject=words.subject, text=words.text, ticket_id=result.ticket_id,
             in_reply_to=words.in_reply_to, headers=words.headers, domain=self.domain,

@@ -43,23 +43,29 @@ TEXTS = {
     "it": (
         "[{number}] Abbiamo ricevuto la sua richiesta",
         "Gentile utente,\n\nabbiamo ricevuto la sua segnalazione{about} e l'abbiamo registrata con il numero "
-        "{number}.\nUn operatore la prenderà in carico al più presto.\n\nPer aggiungere informazioni risponda a "
+        "{number}.\nUn operatore la prenderà in carico al più presto.\n{pin_line}\nPer aggiungere informazioni risponda a "
         "questo messaggio lasciando il numero nell'oggetto.\n\n-- \n{desk}\n(messaggio automatico)\n",
     ),
     "en": (
         "[{number}] We have received your request",
         "Hello,\n\nwe have received your request{about} and registered it as {number}.\nAn operator will take "
-        "it up as soon as possible.\n\nTo add information, reply to this message keeping the number in the "
+        "it up as soon as possible.\n{pin_line}\nTo add information, reply to this message keeping the number in the "
         "subject.\n\n-- \n{desk}\n(automatic message)\n",
     ),
     "fr": (
         "[{number}] Nous avons reçu votre demande",
         "Bonjour,\n\nnous avons reçu votre signalement{about} et l'avons enregistré sous le numéro {number}.\n"
-        "Un opérateur le prendra en charge dès que possible.\n\nPour ajouter des informations, répondez à ce "
+        "Un opérateur le prendra en charge dès que possible.\n{pin_line}\nPour ajouter des informations, répondez à ce "
         "message en gardant le numéro dans l'objet.\n\n-- \n{desk}\n(message automatique)\n",
     ),
 }
 DEFAULT_LANGUAGE = "it"
+# The status PIN (issue 12): with the number, it lets the reporter hear the status by phone from any line.
+PIN_LINES = {
+    "it": "\nPer conoscere lo stato anche per telefono, da qualsiasi numero: PIN {pin}.\n",
+    "en": "\nTo hear its status by phone, from any line: PIN {pin}.\n",
+    "fr": "\nPour connaître son état par téléphone, depuis n'importe quelle ligne : code PIN {pin}.\n",
+}
 NO_RELAY = "no mail relay is configured ([email.ack] relay_host)"
 
 
@@ -73,14 +79,15 @@ class AckTexts:
     def __init__(self, settings: AckSettings):
         self.settings = settings
 
-    def __call__(self, contact, number: str) -> Composed:
+    def __call__(self, contact, number: str, pin: str | None = None) -> Composed:
         language = contact.language or guess_language(f"{contact.subject or ''}\n{contact.text[:4000]}")
         language = language if language in TEXTS else DEFAULT_LANGUAGE
         subject_t, body_t = TEXTS[language]
         about = f' "{contact.subject[:120]}"' if contact.subject else ""
         return Composed(
             subject=subject_t.format(number=number),
-            text=body_t.format(number=number, about=about, desk=self.settings.sender_name),
+            text=body_t.format(number=number, about=about, desk=self.settings.sender_name,
+                               pin_line=PIN_LINES[language].format(pin=pin) if pin else ""),
             headers={"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All", "Content-Language": language},
             in_reply_to=contact.thread.message_id,
         )
