@@ -64,7 +64,9 @@ def serve(data_dir: str, url: str, port: int, workers: int) -> None:
     from gateway.app import build_core, channel_context, seed_directory
     from tests.conftest import make_config
 
-    core = build_core(make_config(Path(data_dir), url))
+    # BENCH_OUTBOX=off: no acknowledgement queued in the intake transaction (the figure before the outbox).
+    outbox = {"email__ack__enabled": "false"} if os.environ.get("BENCH_OUTBOX") == "off" else {}
+    core = build_core(make_config(Path(data_dir), url, **outbox))
     seed_directory(core)
     settings = EmailSettings(enabled=True, smtp={"port": port, "parse_workers": workers}, ack={"enabled": False})
 

@@ -237,18 +237,25 @@ class Outbox:
     def sent(self, mail: OutgoingMail) -> bool:
         """The relay took the mail: record it (and the outbound message) on its ticket. False when the claim no
         longer held the row."""
+        return self.sent_many([mail]) == 1
+
+    def sent_many(self, mails: list[OutgoingMail]) -> int:
+        """`sent` for several mails in one commit; returns how many this sender still held."""
+        done = 0
         with self.sessions() as s, s.begin():
-            row = self._held(s, mail)
-            if row is None:
-                return False
             now = utcnow()
-            row.status, row.sent_at, row.lease_owner, row.lease_until = SENT, now, None, None
-            if row.ticket_id is not None:
-                if row.message_id is None:
-                    row.message_id = _record(s, row)
-                s.add(Event(ticket_id=row.ticket_id, at=now, kind="mail_sent", actor=ACTOR,
-                            data={"mail": row.kind, "to": row.recipient, "message": row.message_id}))
-            return True
+            for mail in mails:
+                row = self._held(s, mail)
+                if row is None:
+                    continue
+                row.status, row.sent_at, row.lease_owner, row.lease_until = SENT, now, None, None
+                if row.ticket_id is not None:
+                    if row.message_id is None:
+                        row.message_id = _record(s, row)
+                    s.add(Event(ticket_id=row.ticket_id, at=now, kind="mail_sent", actor=ACTOR,
+                                data={"mail": row.kind, "to": row.recipient, "message": row.message_id}))
+                done += 1
+        return done
 
     def failed(self, mail: OutgoingMail, reason: str, *, permanent: bool) -> bool:
         """The relay did not take the mail: retry later (temporary), or give up with its words (permanent)."""

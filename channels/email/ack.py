@@ -9,7 +9,8 @@ contact's language. Whether one is sent at all is the core's decision, in the in
 module only gives the words (`AckTexts`) and sends what the outbox holds (`OutboxSender`).
 
 Sending: one thread claims due mails in batches (a lease each, so gateways sharing a database never both send
-one), sends them over one SMTP connection, and marks each as soon as the relay answered for it:
+one), sends them over one SMTP connection, and records what the relay answered (taken mails in groups of up to
+20 or 0.2 s, one commit each; so a crash repeats at most those, with their Message-IDs unchanged):
 - 2xx: sent; the ticket's history says so (`mail_sent`).
 - 4xx, a refused or dropped connection, a timeout: temporary; retried with a doubling wait (`retry_seconds` up
   to `max_retry_seconds`), across restarts; the history says "not sent yet" with the reason, once per reason.
@@ -26,6 +27,7 @@ import secrets
 import smtplib
 import socket
 import threading
+import time
 from typing import Iterator
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
@@ -67,6 +69,8 @@ PIN_LINES = {
     "fr": "\nPour connaître son état par téléphone, depuis n'importe quelle ligne : code PIN {pin}.\n",
 }
 NO_RELAY = "no mail relay is configured ([email.ack] relay_host)"
+# What the relay took is recorded in groups: a crash in between sends at most this many again (same Message-ID).
+MARK_EVERY, MARK_SECONDS = 20, 0.2
 
 
 class MailError(RuntimeError):
@@ -291,14 +295,29 @@ class OutboxSender:
                 self._sleep(5.0)
 
     def drain(self, mails: list[OutgoingMail]) -> None:
-        """Send claimed mails and record what became of each."""
-        for mail, error in self.transport.send(mails):
-            if error is None:
-                if self.outbox.sent(mail):
-                    self.sent += 1
-            else:
+        """Send claimed mails and record what became of each: what the relay took is marked in groups (every
+        `MARK_EVERY` mails or `MARK_SECONDS`, one commit each), a refusal at once."""
+        taken: list[OutgoingMail] = []
+        since = time.monotonic()
+
+        def mark() -> None:
+            nonlocal since
+            if taken:
+                self.sent += self.outbox.sent_many(taken)
+                taken.clear()
+            since = time.monotonic()
+
+        try:
+            for mail, error in self.transport.send(mails):
+                if error is None:
+                    taken.append(mail)
+                    if len(taken) >= MARK_EVERY or time.monotonic() - since >= MARK_SECONDS:
+                        mark()
+                    continue
                 permanent = isinstance(error, PermanentFailure)
                 (log.warning if permanent else log.info)(
                     "outbox: %s to %s %s: %s", mail.kind, mail.to, "refused" if permanent else "not sent yet", error
                 )
                 self.outbox.failed(mail, str(error), permanent=permanent)
+        finally:
+            mark()
