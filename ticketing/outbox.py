@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from email.utils import make_msgid
 from typing import Iterator, Protocol
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, func, or_, select, update
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, func, insert, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from .models import Base, BigId, Event, Message, utcnow
@@ -108,6 +108,18 @@ class MailTransport(Protocol):
 
 
 # -- enqueueing (inside the caller's transaction) -----------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """What `enqueue` made: the outbox row, its Message-ID, and the outbound message when recorded at once."""
+
+    id: int
+    rfc_message_id: str
+    message_id: int | None = None
+
+
+_INSERT = None
+
+
 def enqueue(
     session: Session,
     *,
@@ -121,31 +133,36 @@ def enqueue(
     domain: str = "helpdesk.invalid",
     record: bool = False,
     channel: str = "email",
-) -> OutboxMail:
+) -> Queued:
     """Add a mail in the session's open transaction: it commits (or not) with what caused it.
 
     `record=True` also writes the outbound message on the ticket now (an operator's reply shows on the ticket
-    at once); otherwise it is recorded when sent. Either way replies to it thread back to the ticket.
+    at once); otherwise it is recorded when sent. Either way replies to it thread back to the ticket. One plain
+    INSERT (no ORM flush): this runs inside the intake transaction for every acknowledged ticket.
     """
-    message_id = make_msgid(idstring=kind[:8], domain=domain)
-    row = OutboxMail(
-        ticket_id=ticket_id, kind=kind[:20], recipient=to[:320], subject=subject, text=text,
-        rfc_message_id=message_id, in_reply_to=in_reply_to, headers=dict(headers or {}),
-        status=PENDING, attempts=0, created_at=utcnow(), next_attempt_at=utcnow(),
-    )
-    session.add(row)
+    global _INSERT
+    if _INSERT is None:
+        t = OutboxMail.__table__
+        _INSERT = insert(t).returning(t.c.id)
+    rfc_message_id = make_msgid(idstring=kind[:8], domain=domain)
+    now = utcnow()
+    message_id = None
     if record and ticket_id is not None:
-        session.flush()
-        row.message_id = _record(session, row, channel)
-    session.flush()
-    return row
+        message_id = _record(session, ticket_id, rfc_message_id, to, subject, text, in_reply_to, channel)
+    row_id = session.execute(_INSERT, {
+        "ticket_id": ticket_id, "kind": kind[:20], "recipient": to[:320], "subject": subject, "text": text,
+        "rfc_message_id": rfc_message_id, "in_reply_to": in_reply_to, "headers": dict(headers or {}),
+        "message_id": message_id, "status": PENDING, "attempts": 0, "created_at": now, "next_attempt_at": now,
+    }).scalar_one()
+    return Queued(row_id, rfc_message_id, message_id)
 
 
-def _record(session: Session, row: OutboxMail, channel: str = "email") -> int:
+def _record(session: Session, ticket_id: int, rfc_message_id: str, to: str, subject: str, text: str,
+            in_reply_to: str | None, channel: str = "email") -> int:
     message = Message(
-        ticket_id=row.ticket_id, channel=channel, external_id=f"out:{row.rfc_message_id}", direction="out",
-        rfc_message_id=row.rfc_message_id, sender_email=row.recipient, subject=row.subject, text=row.text,
-        in_reply_to=row.in_reply_to, references=[row.in_reply_to] if row.in_reply_to else [],
+        ticket_id=ticket_id, channel=channel, external_id=f"out:{rfc_message_id}", direction="out",
+        rfc_message_id=rfc_message_id, sender_email=to, subject=subject, text=text,
+        in_reply_to=in_reply_to, references=[in_reply_to] if in_reply_to else [],
     )
     session.add(message)
     session.flush()
@@ -251,7 +268,8 @@ class Outbox:
                 row.status, row.sent_at, row.lease_owner, row.lease_until = SENT, now, None, None
                 if row.ticket_id is not None:
                     if row.message_id is None:
-                        row.message_id = _record(s, row)
+                        row.message_id = _record(s, row.ticket_id, row.rfc_message_id, row.recipient, row.subject,
+                                                 row.text, row.in_reply_to)
                     s.add(Event(ticket_id=row.ticket_id, at=now, kind="mail_sent", actor=ACTOR,
                                 data={"mail": row.kind, "to": row.recipient, "message": row.message_id}))
                 done += 1
