@@ -107,10 +107,24 @@ class KamailioProcess:
             *DIE_WITH_PARENT, *cmd, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, start_new_session=True
         )
         self._log_task = asyncio.create_task(self._relay_log(), name="kamailio-log")
-        await asyncio.sleep(0.3)
-        if self.proc.returncode is not None:
-            raise RuntimeError(f"kamailio exited at start with status {self.proc.returncode} (see the log above)")
+        await self._until_it_answers()
         log.info("kamailio %d answering for the workers (%s)", self.proc.pid, self.rendered.config)
+
+    async def _until_it_answers(self, timeout: float = 15.0) -> None:
+        """Wait until Kamailio answers an OPTIONS on its UDP port (its own 200: `uri == myself`)."""
+        import re
+
+        text = self.rendered.config.read_text(encoding="utf-8")
+        m = re.search(r"^listen=udp:([^:\s]+):(\d+)", text, re.M)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if self.proc.returncode is not None:
+                raise RuntimeError(f"kamailio exited at start with status {self.proc.returncode} (see the log above)")
+            if m is None or await asyncio.to_thread(_answers_options, m[1], int(m[2])):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"kamailio did not answer on {m[1]}:{m[2]} within {timeout:.0f} s")
+            await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
         if self.proc is None:
@@ -136,3 +150,19 @@ class KamailioProcess:
                      else logging.WARNING if ("WARN" in line or "ALERT" in line)
                      else logging.INFO if "NOTICE" in line else logging.DEBUG)
             log.log(level, "%s", line)
+
+
+def _answers_options(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        s.settimeout(0.3)
+        me = s.getsockname()[1]
+        s.sendto((f"OPTIONS sip:{host}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {host}:{me};branch=z9hG4bK-start-{me}\r\n"
+                  f"From: <sip:gateway@{host}>;tag=start\r\nTo: <sip:{host}:{port}>\r\nCall-ID: start-{me}@{host}\r\n"
+                  f"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode(), (host, port))
+        try:
+            return s.recv(4096).startswith(b"SIP/2.0 ")
+        except OSError:
+            return False
