@@ -17,6 +17,7 @@ from ticketing.lifecycle import LifecycleError
 from ticketing.models import Ticket
 from ticketing.sla import Calendar, Contract
 from ticketing.slawatch import check
+from tests.test_web_support import web_factory  # noqa: F401  (fixture)
 
 MARIO = Sender("Mario Rossi", "mario.rossi@regione.example.it")
 
@@ -223,3 +224,27 @@ def test_tickets_show_json_has_the_service_desk_fields(core, desk, tmp_path):
     data = json.loads(out.output)
     assert data["organisation"] == "Regione" and data["group"] == "Applicativi" and data["waiting"] is False
     assert set(data["sla"]) == {"respond_by", "resolve_by", "paused", "breached"} and data["sla"]["breached"] is False
+
+
+def test_the_pin_on_the_confirmation_page_and_the_report_on_status(sqlite_core, web_factory):
+    import re
+
+    import httpx
+
+    from tests.test_web_support import form_fields
+
+    w = web_factory(sqlite_core, cookie_secure=False)
+    with httpx.Client(base_url=w.url) as c:
+        hidden = form_fields(c.get("/").text)
+        r = c.post("/", data={"name": "Mario Rossi", "email": "mario.rossi@regione.example.it", "asset": "stampante",
+                              "anomaly": "Non stampa", **hidden})
+        number = re.search(r'id="ticket-number">([A-Z]+-\d{4}-\d+)<', r.text).group(1)
+        pin = re.search(r'id="ticket-pin">[^<]*?(\d{4})', r.text).group(1)
+        assert w.desk.pin(number) == pin
+        w.desk.accounts.set_role("anna.verdi", "supervisor")
+        w.desk.wait(number, "anna.verdi", "Che modello di stampante?")
+        page = c.post("/status", data={"number": number, "contact": "mario.rossi@regione.example.it", **form_fields(c.get("/status").text)}).text
+        assert "Che modello di stampante?" in page
+        w.desk.resolve(number, "anna.verdi", "Driver aggiornato")
+        page = c.post("/status", data={"number": number, "contact": "mario.rossi@regione.example.it", **form_fields(c.get("/status").text)}).text
+        assert 'id="status-report">Driver aggiornato<' in page

@@ -1,8 +1,10 @@
 """The web channel in a real browser: Debian's Chromium driven by Playwright against uvicorn on loopback.
 
 Users report in Italian and in English and see their number, check the status right and wrong; an operator
-logs in, finds the ticket in the queue, escalates it I→II→III and resolves it with a report. Screenshots of
-the form and of the ticket page are saved in artifacts/.
+logs in, finds the ticket in the queue, escalates it I→II→III and resolves it with a report. The service desk
+story (issue 12): a level I operator escalates to level II, the asset's group's specialist finds it in their
+queue, sets it waiting with a question, the user's reply resumes it, the specialist resolves, and the user's
+/status shows the report. Screenshots are saved in artifacts/.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ def test_form_errors_are_announced_without_javascript(sqlite_core, web_factory, 
 
 def test_operator_escalates_through_three_levels_and_resolves(sqlite_core, web_factory, page):
     web = web_factory(sqlite_core)
+    web.desk.accounts.set_role("anna.verdi", "supervisor")  # acts at every level
     page.goto(web.url + "/")
     fill_report(page, "Mario Rossi", "mario.rossi@regione.example.it", "contabilità",
                 "Non riesco a emettere i mandati di pagamento: errore di connessione al database.")
@@ -160,3 +163,72 @@ def test_the_queue_updates_without_reload(sqlite_core, web_factory, page):
 
     expect(page.locator("#queue-count")).to_have_text(re.compile(r"^1 ticket"), timeout=15000)
     assert "Luca Ferrari" in page.locator("#queue").inner_text()
+
+
+def test_level_one_escalates_the_specialist_waits_the_user_answers_and_status_shows_the_report(sqlite_core, web_factory, page, chromium):
+    from ticketing.contact import Channel, Contact, Sender
+    from ticketing.groups import set_member
+
+    web = web_factory(sqlite_core)
+    web.desk.accounts.add("sara.applicativi", "Sara Applicativi", "password lunga 12", role="specialist")
+    set_member(sqlite_core.sessions, "Applicativi", "sara.applicativi")
+    # The user reports a problem of the accounting software (CONT-01: level II is the group "Applicativi").
+    page.goto(web.url + "/")
+    fill_report(page, "Mario Rossi", "mario.rossi@regione.example.it", "contabilità",
+                "I mandati di pagamento restano in bozza: il pulsante Emetti non fa nulla.")
+    page.get_by_role("button", name="Invia la segnalazione").click()
+    number = page.locator("#ticket-number").inner_text()
+    assert re.search(r"\d{4}", page.locator("#ticket-pin").inner_text())
+
+    # Level I: Anna takes it, sees the organisation, and escalates it to level II.
+    login(page, web.url)
+    page.locator("table.queue tbody tr", has_text=number).get_by_role("link", name=number).click()
+    assert page.locator("#t-organisation").inner_text() == "Regione"
+    page.click("#do-take")
+    page.fill("#escalate-text", "Serve l'amministratore della contabilità")
+    page.click("#do-escalate")
+    assert page.locator("#t-level").inner_text() == "II livello"
+    assert page.locator("#t-group").inner_text() == "Applicativi"
+    shot(page, "desk-escalated-to-group.png")
+    page.click("#do-take")  # a level I operator no longer acts on it
+    assert "level I operator" in page.locator("#action-error").inner_text()
+
+    # Level II: the group's specialist finds it in their queue, and only their groups' tickets are there.
+    other = web.ctx.intake.deliver(Contact(Channel.EMAIL, "<other@x>", sender=Sender("Luca Ferrari", "luca.ferrari@regione.example.it"),
+                                           subject="Stampante", text="La stampante tributi non stampa.")).ticket_number
+    context = chromium.new_context(locale="it-IT", viewport={"width": 1100, "height": 900})
+    sp = context.new_page()
+    login(sp, web.url, "sara.applicativi", "password lunga 12")
+    queue = sp.locator("#queue").inner_text()
+    assert number in queue and other not in queue
+    shot(sp, "desk-specialist-queue.png")
+    sp.locator("table.queue tbody tr", has_text=number).get_by_role("link", name=number).click()
+    sp.click("#do-take")
+    sp.fill("#wait-text", "Da quale postazione prova a emettere i mandati?")
+    sp.click("#do-wait")
+    assert sp.locator("#t-status").get_attribute("data-status") == "waiting"
+    assert sp.locator("#t-sla").get_attribute("data-paused") == "true"
+    shot(sp, "desk-waiting.png")
+
+    # The user's answer by mail (threaded by the number in the subject) resumes it.
+    web.ctx.intake.deliver(Contact(Channel.EMAIL, "<answer@x>", sender=Sender("Mario Rossi", "mario.rossi@regione.example.it"),
+                                   subject=f"Re: [{number}] Abbiamo bisogno di lei", text="Dal PC-0142 della ragioneria."))
+    sp.reload()
+    assert sp.locator("#t-status").get_attribute("data-status") == "in_progress"
+    assert sp.locator("#t-sla").get_attribute("data-paused") == "false"
+    assert "Dal PC-0142 della ragioneria." in sp.content()
+    sp.fill("#resolve-text", "Ripristinati i permessi di emissione del profilo utente.")
+    sp.click("#do-resolve")
+    assert sp.locator("#t-status").get_attribute("data-status") == "resolved"
+    shot(sp, "desk-resolved-by-specialist.png")
+    assert page.dialogs == []
+    context.close()
+
+    # The user's /status shows how it ended.
+    page.goto(web.url + "/status")
+    page.fill("#number", number)
+    page.fill("#contact", "mario.rossi@regione.example.it")
+    page.click("button.primary")
+    assert page.locator("#status-value").inner_text() == "Risolta"
+    assert page.locator("#status-report").inner_text() == "Ripristinati i permessi di emissione del profilo utente."
+    shot(page, "status-with-report.png")

@@ -129,7 +129,8 @@ async def submit(request: Request):
         response.headers["retry-after"] = str(STORAGE_RETRY_SECONDS)
         return response
     mailed = _acknowledge(w.ctx, contact, result)
-    return render(request, "thanks.html", number=result.ticket_number, email=contact.sender.email if mailed else None, lang=lang)
+    return render(request, "thanks.html", number=result.ticket_number, email=contact.sender.email if mailed else None, lang=lang,
+                  pin=getattr(result, "pin", None))  # the status PIN: only for a ticket this post created
 
 
 def _had_files(data) -> bool:
