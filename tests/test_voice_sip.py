@@ -12,6 +12,7 @@ import asyncio
 import logging
 import shutil
 import socket
+import subprocess
 import time
 
 import numpy as np
@@ -21,7 +22,7 @@ from sqlalchemy import select
 from tests.conftest import ROOT, make_config, missing, wait_for
 from tests.voice_support import (
     RATE, SIPP_DIR, Baresip, Caller, corpora_dir, correlation, have, line_audio, read_wav, require_sip_peers, run_sipp,
-    sound_file, start_sipp, write_wav,
+    sipp_command, sound_file, start_sipp, write_wav,
 )
 
 PROMPTS = ROOT / "config" / "prompts"
@@ -278,3 +279,56 @@ def test_rfc4475_torture_messages_over_udp_and_tcp_leave_the_gateway_answering(s
     wait_for(lambda: sip.slots_in_use() == 0, timeout=ACK_TIMEOUT + 10)
     shutil.copy(SIPP_DIR / "hold.xml", work / "hold.xml")
     check(run_sipp(work / "hold.xml", sip.port, extra=["-d", "1000"], timeout=30))
+
+
+# -- per-source limits ------------------------------------------------------------------------------------------
+def raw_invite(port: int, source: str) -> tuple[int, dict[str, str]]:
+    """One INVITE over UDP from `source`; its final answer (code, headers), acknowledged (RFC 3261 §17.1.1.3)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((source, 0))
+        s.settimeout(8)
+        me = s.getsockname()[1]
+        branch, call_id = f"z9hG4bK-lim-{time.monotonic_ns()}", f"lim-{time.monotonic_ns()}@{source}"
+        sdp = f"v=0\r\no=c 1 1 IN IP4 {source}\r\ns=-\r\nc=IN IP4 {source}\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        head = (f"sip:helpdesk@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {source}:{me};branch={branch}\r\n"
+                f"From: <sip:+39001@{source}>;tag=lim\r\nTo: <sip:helpdesk@127.0.0.1:{port}>\r\nCall-ID: {call_id}\r\n"
+                "Max-Forwards: 70\r\n")
+        s.sendto((f"INVITE {head}CSeq: 1 INVITE\r\nContact: <sip:c@{source}:{me}>\r\nContent-Type: application/sdp\r\n"
+                  f"Content-Length: {len(sdp)}\r\n\r\n{sdp}").encode(), ("127.0.0.1", port))
+        while True:
+            lines = s.recv(65535).decode(errors="replace").split("\r\n\r\n", 1)[0].split("\r\n")
+            code = int(lines[0].split()[1])
+            if code >= 200:
+                break
+        headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        to = headers["to"]
+        s.sendto((f"ACK {head.replace('To: <sip:helpdesk@127.0.0.1:' + str(port) + '>', 'To: ' + to)}CSeq: 1 ACK\r\n"
+                  "Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", port))
+        return code, headers
+
+
+def test_a_source_over_its_limits_is_turned_away_with_retry_after_while_another_is_answered(sip, work, monkeypatch):
+    from channels.voice.settings import SipLimitSettings
+    from channels.voice.sip.limits import SourceLimits
+
+    monkeypatch.setattr(sip, "limits", SourceLimits(SipLimitSettings(
+        calls_per_source=1, attempts_burst=2, attempts_per_second=0.2, ban_after=2, ban_seconds=30)))
+    shutil.copy(SIPP_DIR / "hold.xml", work / "hold.xml")
+    held = start_sipp(work / "hold.xml", sip.port, extra=["-d", "6000"])  # 127.0.0.1's one call
+    try:
+        wait_for(lambda: sip.open_calls == 1, timeout=10)
+        busy = raw_invite(sip.port, "127.0.0.1")
+        too_fast = raw_invite(sip.port, "127.0.0.1")
+        banned = raw_invite(sip.port, "127.0.0.1")
+        assert (busy[0], busy[1]["retry-after"]) == (486, "60")
+        assert too_fast[0] == 503 and 1 <= int(too_fast[1]["retry-after"]) <= 5
+        assert (banned[0], banned[1]["retry-after"]) == (403, "30")
+        # Another address is not affected: its call is answered and completes.
+        other = [a if a != "127.0.0.1" else "127.0.0.3" for a in sipp_command(work / "hold.xml", sip.port, extra=["-d", "500"])]
+        done = subprocess.run(other, cwd=work, capture_output=True, text=True, errors="replace", timeout=30)
+        assert done.returncode == 0, done.stderr[-1500:]
+        assert held.wait(timeout=30) == 0
+    finally:
+        if held.poll() is None:
+            held.kill()
+    assert sip.refusals >= 3
