@@ -54,6 +54,16 @@ class Actions:
             raise NotAllowed(f"operator {actor!r} is deactivated")
         return OperatorInfo(op.username, op.name, op.role or "operator"), groups_of(s, op.username)
 
+    def refusal(self, number: str, actor: str) -> str | None:
+        """Why `actor` may not act on the ticket now (their role), or None: what the desk page shows them."""
+        with self.sessions() as s:
+            t = self._load(s, number)
+            try:
+                who, group_ids = self._who(s, actor)
+            except NotAllowed as e:
+                return str(e)
+            return may_act(who, t, group_ids)
+
     def _act(self, number: str, actor: str, change):
         with self.sessions() as s:
             with s.begin():

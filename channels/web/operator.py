@@ -146,9 +146,11 @@ async def _ticket_page(request: Request, number: str, status: int = 200, error: 
     except TicketNotFound:
         return render(request, "error.html", 404, message=f"Ticket {number}: non trovato / not found")
     mail_on = getattr(w.ctx.shared, "mail", None) is not None
+    operator = getattr(request.state, "operator", None)
+    cannot = await run_in_threadpool(w.desk.refusal, number, operator) if operator else None  # this viewer's role
     return render(
         request, "ticket.html", status, ticket=ticket, error=error, done=done, field_names=FIELD_NAMES,
-        reply=reply, mail_on=mail_on, reply_text=reply_text,
+        reply=reply, mail_on=mail_on, reply_text=reply_text, cannot=cannot,
     )
 
 
