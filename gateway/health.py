@@ -52,6 +52,8 @@ class Health:
                 if hasattr(service, "mailbox"):  # an IMAP fetcher
                     m = service.mailbox
                     connected = getattr(service, "connected", None)
+                    if connected is None and hasattr(service, "_client"):  # the fetcher's live connection, if any
+                        connected = service._client is not None
                     out[f"email.imap.{m.user}@{m.host}"] = OK if connected in (None, True) else "not connected to the IMAP server"
         if "web" in self.channels:
             out["web"] = OK

@@ -147,3 +147,14 @@ def test_not_ready_while_postgresql_is_stopped_and_ready_again_when_it_returns(t
     finally:
         s.close()
         pg.stop()
+
+
+def test_not_ready_while_an_imap_mailbox_is_not_connected(tmp_path):
+    dead = free_port()  # no IMAP server there
+    mailbox = f'[{{host = "127.0.0.1", port = {dead}, tls = false, user = "desk", password = "x", poll_seconds = 1}}]'
+    s = Serving(build(tmp_path, f"sqlite:///{tmp_path / 'h.sqlite3'}", email__imap=mailbox))
+    try:
+        r = httpx.get(f"{s.url}/readyz", timeout=30)
+        assert r.status_code == 503 and r.json()["checks"][f"email.imap.desk@127.0.0.1"] == "not connected to the IMAP server"
+    finally:
+        s.close()
