@@ -281,6 +281,37 @@ def test_rfc4475_torture_messages_over_udp_and_tcp_leave_the_gateway_answering(s
     check(run_sipp(work / "hold.xml", sip.port, extra=["-d", "1000"], timeout=30))
 
 
+# -- the caller confirms the asset -----------------------------------------------------------------------------
+def test_the_caller_hears_the_asset_understood_and_confirms_it_with_1(sip, work):
+    """Giulia Bianchi's number, English: she confirms her name, says "the protocol register" (festival's kal
+    voice, which the prompts never use) and ends it with #. The gateway transcribes it while she waits, says
+    "Protocollo informatico" back (espeak-ng at run time) and she presses 1 (as soon as her answer is over:
+    a key pressed while the gateway works is kept for its next question). She hangs up at the problem question:
+    the ticket's asset is PROT-01 from the caller, certain."""
+    from tests.test_voice_confirm import spoken, tickets_show_json
+
+    answer = read_wav(spoken("the protocol register", "en", work / "speech"))
+    at = 12.0
+    end = at + len(answer) / RATE
+    c = Caller(end + 27, caller_id="+390554382144", hang_up_at=end + 25)
+    c.key(1.0, "3")  # English
+    c.key(1.5, "1")  # report a problem
+    c.key(2.5, "1")  # "Are you Giulia Bianchi?" yes
+    c.stream.speech(at, answer)
+    c.sent["asset"] = line_audio(answer)
+    c.key(end + 0.5, "#")
+    c.key(end + 1.0, "1")  # "I understood: Protocollo informatico. Press 1 to confirm": yes
+    check(run_sipp(c.write(work), sip.port, timeout=150))
+
+    (ticket,) = wait_for(lambda: tickets_of(sip, "+390554382144"), timeout=10)
+    assert ticket.language == "en" and ticket.field("reporter_name").value == "Giulia Bianchi"
+    asset = ticket.field("asset")
+    assert asset.value.startswith("PROT-01") and (asset.source, asset.confidence) == ("caller", 1.0)
+    assert tickets_show_json(sip.core, ticket.number)["fields"]["asset"]["source"] == "caller"
+    heard = recordings(sip, ticket)
+    assert correlation(c.sent["asset"], heard["asset"]) >= 0.9
+
+
 # -- per-source limits ------------------------------------------------------------------------------------------
 def raw_invite(port: int, source: str) -> tuple[int, dict[str, str]]:
     """One INVITE over UDP from `source`; its final answer (code, headers), acknowledged (RFC 3261 §17.1.1.3)."""
@@ -332,3 +363,26 @@ def test_a_source_over_its_limits_is_turned_away_with_retry_after_while_another_
         if held.poll() is None:
             held.kill()
     assert sip.refusals >= 3
+
+
+def test_twenty_invites_never_acknowledged_hold_two_slots_until_the_ack_timeout_and_others_get_through(sip, work, monkeypatch):
+    from channels.voice.settings import SipLimitSettings
+    from channels.voice.sip.limits import SourceLimits
+
+    monkeypatch.setattr(sip, "limits", SourceLimits(SipLimitSettings(calls_per_source=2, attempts_burst=40)))
+    for f in ("no_ack.xml", "hold.xml"):
+        shutil.copy(SIPP_DIR / f, work / f)
+    junk = start_sipp(work / "no_ack.xml", sip.port, calls=20, rate=100, limit=20, extra=["-d", "20000"])
+    try:
+        wait_for(lambda: sip.open_calls == 2, timeout=10)
+        started = time.monotonic()
+        time.sleep(1.5)  # the refused ones kept their slot 1 s (refuse_after_seconds)
+        assert sip.open_calls == 2  # one source never holds more than its share
+        other = [a if a != "127.0.0.1" else "127.0.0.3" for a in sipp_command(work / "hold.xml", sip.port, extra=["-d", "500"])]
+        done = subprocess.run(other, cwd=work, capture_output=True, text=True, errors="replace", timeout=30)
+        assert done.returncode == 0, done.stderr[-1500:]  # another caller is answered meanwhile
+        wait_for(lambda: sip.open_calls == 0 and sip.slots_in_use() == 0, timeout=ACK_TIMEOUT + 5)
+        assert time.monotonic() - started < ACK_TIMEOUT + 5  # released at the ACK timeout, not RFC 3261's 32 s
+    finally:
+        junk.kill()
+        junk.wait(5)
