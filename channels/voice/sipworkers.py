@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .build import recover_now, recover_periodically
+from .build import make_calls, recover_now, recover_periodically
 from .settings import VoiceSettings
 
 log = logging.getLogger("channels.voice.sipworkers")
@@ -209,7 +209,10 @@ async def run_worker(ctx, voice: VoiceSettings, index: int, *, spool: Path, anno
     from .sip.service import SipService
 
     service = SipService(ctx, voice, spool)
-    calls = service.local_calls()
+    calls = list(service.local_calls())
+    legacy = spool.parent / "sip"  # where the one in-process endpoint of earlier releases spooled its calls
+    if index == 0 and legacy.is_dir():
+        calls.append(make_calls(ctx, voice, legacy))  # delivered, or quarantined when they are old pickles
     recover_now(calls, f"cut off by worker {index}'s previous stop")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
