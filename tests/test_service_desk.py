@@ -248,3 +248,42 @@ def test_the_pin_on_the_confirmation_page_and_the_report_on_status(sqlite_core, 
         w.desk.resolve(number, "anna.verdi", "Driver aggiornato")
         page = c.post("/status", data={"number": number, "contact": "mario.rossi@regione.example.it", **form_fields(c.get("/status").text)}).text
         assert 'id="status-report">Driver aggiornato<' in page
+
+
+def test_the_vendors_notice_reaches_an_smtp_sink_and_its_reply_threads_back(core, desk):
+    """The external group's mail leaves through the outbox to a real SMTP relay (the shipped MailSink); the
+    vendor's answer to it, parsed as the email channel parses mail, lands on the ticket and resolves nothing."""
+    from email.message import EmailMessage
+
+    from channels.email.ack import OutboxSender
+    from channels.email.parse import load, to_contact
+    from channels.email.settings import AckSettings
+    from channels.email.sink import MailSink
+    from tests.conftest import wait_for
+
+    r = report(core, 20)
+    n = r.ticket_number
+    desk.escalate(n, "primo", "al livello II")
+    desk.escalate(n, "appl", "difetto del prodotto: serve il fornitore")
+    with MailSink() as sink:
+        sender = OutboxSender(AckSettings(relay_host="127.0.0.1", relay_port=sink.port, poll_seconds=0.05), core.outbox, owner="t")
+        sender.start_thread()
+        try:
+            wait_for(lambda: any("supporto@protocollo-fornitore.example.com" in m.rcpt_tos for m in sink.received), timeout=20)
+        finally:
+            sender.stop_thread()
+        notice = next(m.message for m in sink.received if "supporto@protocollo-fornitore.example.com" in m.rcpt_tos)
+    assert f"[{n}]" in notice["Subject"] and "Mario Rossi" in notice.get_content()
+    reply = EmailMessage()
+    reply["From"] = "Supporto Protocollo <supporto@protocollo-fornitore.example.com>"
+    reply["To"] = notice["From"]
+    reply["Subject"] = "Re: " + notice["Subject"]
+    reply["Message-ID"] = "<vendor-answer-20@protocollo-fornitore.example.com>"
+    reply["In-Reply-To"] = notice["Message-ID"]
+    reply.set_content("Corretto nella versione 4.2.1, installabile da subito.")
+    raw = reply.as_bytes()
+    result = core.intake.submit(to_contact(load(raw), raw))
+    assert result.ticket_number == n and str(result.outcome) == "appended"
+    t = desk.ticket(n)
+    assert t.status == "new" and t.group == "Fornitore Protocollo"  # only an operator resolves it
+    assert "4.2.1" in t.messages[-1].text and t.messages[-1].sender_email == "supporto@protocollo-fornitore.example.com"

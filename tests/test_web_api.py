@@ -107,3 +107,49 @@ def test_api_conforms_to_its_openapi_document(web):
             case.call_and_validate()
 
         check()
+
+
+def test_roles_scopes_and_assignment_through_the_api(web):
+    """Issue 12 §3 and issue 14 §5: a token acts as its operator (their role applies) or as a service account;
+    scopes limit it; assigning names an existing active operator (422 otherwise); wait and resume."""
+    from ticketing.groups import set_member
+
+    accounts = web.desk.accounts
+    accounts.add("primo", "Primo", "password lunga 1")
+    accounts.add("appl", "Appl", "password lunga 1", role="specialist")
+    set_member(web.core.sessions, "Applicativi", "appl")
+    as_primo = accounts.create_token("primo-tool", operator="primo")
+    as_appl = accounts.create_token("appl-tool", operator="appl")
+    reader = accounts.create_token("dashboard", scopes=("read",))
+
+    def call(token, number, **body):
+        return httpx.post(f"{web.url}/api/v1/tickets/{number}/actions", json=body, headers={"authorization": f"Bearer {token}"})
+
+    with client(web) as c:
+        number = report(c, "roles-1", asset="contabilità", anomaly="I mandati non partono").json()["number"]
+        refused = call(web.token, number, action="take", operator="someone-who-does-not-exist")
+        assert refused.status_code == 422 and refused.headers["content-type"] == PROBLEM and "active operator" in refused.json()["detail"]
+        assert call(web.token, number, action="assign", operator="nobody").status_code == 422
+        assert call(web.token, number, action="assign", group="No such group").status_code == 422
+        read_only = httpx.post(f"{web.url}/api/v1/tickets/{number}/actions", json={"action": "note", "text": "x"},
+                               headers={"authorization": f"Bearer {reader}"})
+        assert read_only.status_code == 403 and "'write' scope" in read_only.json()["detail"]
+        assert httpx.get(f"{web.url}/api/v1/tickets/{number}", headers={"authorization": f"Bearer {reader}"}).status_code == 200
+
+        up = call(as_primo, number, action="escalate", text="serve il II")
+        assert up.status_code == 200 and up.json()["group"] == "Applicativi" and up.json()["events"][-1]["actor"] == "primo"
+        assert call(as_primo, number, action="take").status_code == 403  # level I operator, level II ticket
+        taken = call(as_appl, number, action="take")
+        assert taken.status_code == 200 and taken.json()["assignee"] == "appl"
+        assert call(as_appl, number, action="assign", operator="primo").status_code == 403  # only a supervisor
+        waiting = call(as_appl, number, action="wait", text="Quale esercizio?", waiting_for="user")
+        assert waiting.status_code == 200 and waiting.json()["waiting"] and waiting.json()["sla"]["paused"]
+        assert waiting.json()["waiting_for"] == "user"
+        resumed = call(as_appl, number, action="resume", text="risposta al telefono")
+        assert resumed.status_code == 200 and resumed.json()["status"] == "in_progress" and not resumed.json()["sla"]["paused"]
+        listed = c.get("/api/v1/tickets", params={"organisation": "Regione", "group": "Applicativi"}).json()
+        assert [t["number"] for t in listed["items"]] == [number] and listed["items"][0]["organisation"] == "Regione"
+        assert c.get("/api/v1/tickets", params={"group": "Reti"}).json()["total"] == 0
+
+    accounts.set_active("appl", False)  # a token dies with its operator
+    assert call(as_appl, number, action="note", text="x").status_code == 401
