@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import PostgresServer, free_port, make_config, missing, wait_for
 from tests.test_web_support import form_fields
+from tests.test_voice_twilio import gateway, prompts, recordings  # noqa: F401  (fixtures)
 
 
 class Serving:
@@ -158,3 +159,26 @@ def test_not_ready_while_an_imap_mailbox_is_not_connected(tmp_path):
         assert r.status_code == 503 and r.json()["checks"][f"email.imap.desk@127.0.0.1"] == "not connected to the IMAP server"
     finally:
         s.close()
+
+
+def test_a_call_moves_the_voice_counters_and_the_transcription_queue(sqlite_core, gateway):
+    """A real call through the Twilio webhooks (the caller hangs up after their name): the voice channel's
+    contact is counted through the port `gateway/` wraps, and its recording's job shows in the queue gauge."""
+    from gateway.metrics import Metrics
+    from tests.test_voice_twilio import SOUNDS, SPEECH, ticket_of
+
+    sqlite_core.metrics.watch_state(sqlite_core.sessions, sqlite_core.config.storage.data_dir)
+    gw = gateway(sqlite_core)
+    call = gw.call()
+    call.start()
+    call.press("1")
+    call.press("1")
+    call.answer(gw.recordings.add(SOUNDS / SPEECH["name"]))
+    call.end("completed")
+    assert ticket_of(sqlite_core, call.sid) is not None
+    text = sqlite_core.metrics.exposition()[0].decode()
+    assert metric(text, "helpdesk_contacts_total", channel="voice", outcome="created") == 1
+    assert metric(text, "helpdesk_intake_seconds_count", channel="voice") == 1
+    assert metric(text, "helpdesk_transcription_queue_depth", status="pending") == 1
+    assert metric(text, "helpdesk_tickets", channel="voice", status="new") == 1
+    assert isinstance(sqlite_core.metrics, Metrics)
