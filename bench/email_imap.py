@@ -56,7 +56,7 @@ def main() -> None:
             for n in range(args.mails):
                 c.append("INBOX", make_mail(n))
             fill = time.perf_counter() - t
-        fetcher = ImapFetcher(box, deliver_many=core.intake.submit_many, reject=core.intake.reject, blobs=core.blobs)
+        fetcher = ImapFetcher(box, intake=core.intake, blobs=core.blobs)
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         client = fetcher.connect()

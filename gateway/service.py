@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import resource
 import signal
 from typing import Any, Protocol
 
@@ -59,11 +60,26 @@ def load_channel(core: Core, name: str) -> ChannelService:
     return getattr(importlib.import_module(module), func)(channel_context(core, _settings(core.config, path)))
 
 
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard one (each SMTP, HTTP or database connection is one): a
+    flood of connections then meets the receivers' own caps (421) before the process runs out. Returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as e:  # a hard limit of RLIM_INFINITY is refused for the soft one
+            log.warning("open files limit stays %d: %s", soft, e)
+    log.info("open files limit %d", soft)
+    return soft
+
+
 async def serve(core: Core, stop: asyncio.Event | None = None) -> None:
     """Run the enabled channels until SIGTERM/SIGINT (or `stop` is set), then stop them in reverse order."""
     from .logging_setup import banner
 
     log.info("%s starting", banner())
+    raise_open_files_limit()
     seed_directory(core)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -42,7 +42,7 @@ def test_every_corpus_message_becomes_a_ticket_a_message_or_a_recorded_rejection
     for path in files:
         name = path.relative_to(root).as_posix()
         p = prepare(path.read_bytes(), core.blobs, prefix="HD")
-        (h,) = commit([p], core.intake.submit_many, core.intake.reject)
+        (h,) = commit([p], core.intake)
         if h.result is not None:
             outcomes[name] = str(h.result.outcome)
         else:
@@ -66,10 +66,10 @@ def test_every_corpus_message_becomes_a_ticket_a_message_or_a_recorded_rejection
 def test_the_corpus_twice_adds_nothing(sqlite_core, corpus):
     root, files = corpus
     items = [prepare(p.read_bytes(), sqlite_core.blobs) for p in files]
-    commit(items, sqlite_core.intake.submit_many, sqlite_core.intake.reject)
+    commit(items, sqlite_core.intake)
     with sqlite_core.sessions() as s:
         before = [s.scalar(select(func.count()).select_from(m)) for m in (Ticket, Message, Rejection)]
-    again = commit([prepare(p.read_bytes(), sqlite_core.blobs) for p in files], sqlite_core.intake.submit_many, sqlite_core.intake.reject)
+    again = commit([prepare(p.read_bytes(), sqlite_core.blobs) for p in files], sqlite_core.intake)
     assert all(h.result is None or h.result.outcome is Outcome.DUPLICATE for h in again)
     with sqlite_core.sessions() as s:
         assert [s.scalar(select(func.count()).select_from(m)) for m in (Ticket, Message, Rejection)] == before

@@ -73,7 +73,7 @@ def uids_in(box: ImapMailbox, folder: str) -> dict[int, tuple]:
 
 
 def fetcher(core, box: ImapMailbox, **kw) -> ImapFetcher:
-    return ImapFetcher(box, deliver_many=core.intake.submit_many, reject=core.intake.reject, blobs=core.blobs, **kw)
+    return ImapFetcher(box, intake=core.intake, blobs=core.blobs, **kw)
 
 
 def count(core, model) -> int:
@@ -127,7 +127,7 @@ KILLED = textwrap.dedent(
     box = ImapMailbox.model_validate_json(sys.argv[3])
     core = build_core(make_config(Path(sys.argv[1]), sys.argv[2]))
     # Killed between the commit and the MOVE: the after-commit hook is the last thing before the MOVE.
-    f = ImapFetcher(box, deliver_many=core.intake.submit_many, reject=core.intake.reject, blobs=core.blobs,
+    f = ImapFetcher(box, intake=core.intake, blobs=core.blobs,
                     on_committed=lambda handled: os._exit(9))
     f.drain(f.connect())
     """

@@ -120,7 +120,7 @@ def test_a_bounce_of_our_acknowledgement_names_its_ticket():
 # -- into the core ------------------------------------------------------------------------------------------
 def _take_in(core, data: bytes, **kw):
     p = prepare(data, core.blobs, **kw)
-    return commit([p], core.intake.submit_many, core.intake.reject)[0]
+    return commit([p], core.intake)[0]
 
 
 def _count(core, model) -> int:
@@ -178,5 +178,5 @@ def test_automatic_mail_is_recorded_not_ticketed_and_a_bounce_of_our_ack_is_note
 def test_a_batch_commits_people_and_records_the_rest(sqlite_core):
     core = sqlite_core
     items = [prepare(raw(n), core.blobs) for n in ("it_attachment.eml", "out_of_office.eml", "html_only.eml", "it_attachment.eml")]
-    handled = commit(items, core.intake.submit_many, core.intake.reject)
+    handled = commit(items, core.intake)
     assert [h.result.outcome if h.result else "rejected" for h in handled] == [Outcome.CREATED, "rejected", Outcome.CREATED, Outcome.DUPLICATE]

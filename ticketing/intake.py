@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .committer import GroupCommitter
 from .contact import Attachment, Contact
-from .directory import Directory, load_directory
-from .extraction import DEFAULT_PIPELINE, Extraction, extract
+from .directory import Directory, DirUser, load_directory
+from .extraction import DEFAULT_PIPELINE, Extraction, Field, extract
 from .lifecycle import Lifecycle
 from .models import Event, Message, Rejection, StoredAttachment, Ticket, TicketField, utcnow
 from .numbering import find_numbers, format_number, parse_number
@@ -73,6 +73,7 @@ class DirectoryCache:
 
     def __init__(self, sessions: sessionmaker[Session], ttl: float = 60.0):
         self._sessions, self._ttl = sessions, ttl
+        self.ttl = ttl
         self._lock = threading.Lock()
         self._value: Directory | None = None
         self._loaded_at = 0.0
@@ -88,6 +89,43 @@ class DirectoryCache:
 
     def invalidate(self) -> None:
         self._value = None
+
+
+@dataclass(frozen=True, slots=True)
+class Extracted:
+    """An extraction's result without its working state (the contact, the directory): small enough to come back
+    from another process."""
+
+    fields: dict[str, Field]
+    user: DirUser | None
+    asset_id: int | None
+    asset_criticality: str | None
+    language: str
+
+    @classmethod
+    def of(cls, x: Extraction) -> Extracted:
+        return cls(dict(x.fields), x.user, x.asset_id, x.asset_criticality, x.language)
+
+
+class Extractor:
+    """`extractor(contact) -> Extracted` in any process: the pipeline over a directory read from `url`."""
+
+    def __init__(self, url: str, pipeline: tuple[str, ...], ttl: float):
+        self.url, self.pipeline, self.ttl = url, tuple(pipeline), ttl
+        self._cache: DirectoryCache | None = None
+
+    def __getstate__(self) -> dict:
+        return {"url": self.url, "pipeline": self.pipeline, "ttl": self.ttl, "_cache": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def __call__(self, contact: Contact) -> Extracted:
+        if self._cache is None:
+            from .storage import make_engine, make_sessionmaker
+
+            self._cache = DirectoryCache(make_sessionmaker(make_engine(self.url, pool_size=1)), ttl=self.ttl)
+        return Extracted.of(extract(contact, self._cache.get(), self.pipeline))
 
 
 class IntakeService:
@@ -141,6 +179,12 @@ class IntakeService:
     def deliver_many(self, contacts: Iterable[Contact]) -> list[IntakeResult]:
         futures = [self.deliver_future(c, self.extract(c)) for c in contacts]
         return [f.result() for f in futures]
+
+    def extractor(self) -> Extractor:
+        """The extraction as a callable another process can run (the SMTP parse workers): the commit thread then
+        only writes rows. It reads the directory from the same database itself, reloaded as this one is."""
+        engine = self.sessions.kw["bind"]
+        return Extractor(engine.url.render_as_string(hide_password=False), self.pipeline, self.directory.ttl)
 
     def close(self) -> None:
         """Commit what the group committer holds, and stop its thread."""

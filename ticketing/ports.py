@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from .contact import Contact
 
@@ -48,6 +48,11 @@ class IntakePort(Protocol):
     def deliver_future(self, contact: Contact, extraction: Any = None) -> Future:
         """`deliver` without blocking: the future is resolved once the contact is committed. `extraction`, when
         given, is the contact's fields already extracted (`ticketing.extraction.extract`) off the commit path."""
+        ...
+
+    def extractor(self) -> Callable[[Contact], Any]:
+        """The field extraction as a picklable callable, for the worker that parses a contact to run, so that
+        `deliver_future(contact, extractor(contact))` leaves only the writing to the commit path."""
         ...
 
     def reject(self, contact: Contact, reason: str, *, fault: str = "sender", ticket_number: str | None = None) -> int:

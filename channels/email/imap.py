@@ -23,15 +23,16 @@ be committed is left in place and retried later without holding up the others.
 from __future__ import annotations
 
 import concurrent.futures
+from concurrent.futures import Future
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from .process import CommitError, Handled, Prepared, commit, prepare
+from .process import Handled, Prepared, prepare, submit
 from .settings import ImapMailbox
 
 log = logging.getLogger("channels.email.imap")
@@ -46,8 +47,7 @@ class ImapFetcher:
         self,
         mailbox: ImapMailbox,
         *,
-        deliver_many: Callable,
-        reject: Callable,
+        intake: Any,
         blobs,
         max_attachment: int = 25 * 1024 * 1024,
         prefix: str = "HD",
@@ -57,7 +57,9 @@ class ImapFetcher:
     ):
         self.mailbox = mailbox
         self.name = f"email-imap:{mailbox.user}@{mailbox.host}:{mailbox.port}/{mailbox.folder}"
-        self.deliver_many, self.reject = deliver_many, reject
+        self.intake = intake  # the core's port (ticketing.ports.IntakePort)
+        extractor = getattr(intake, "extractor", None)
+        self.extractor = extractor() if extractor is not None else None  # fields extracted beside the parsing
         self.blobs, self.max_attachment, self.prefix = blobs, max_attachment, prefix
         self.on_committed = on_committed
         self.sender_check = sender_check  # channels/email/auth.py: DMARC alignment, for acknowledgements
@@ -171,16 +173,22 @@ class ImapFetcher:
         return sorted(client.search(["UNKEYWORD", DONE_KEYWORD.decode()]))
 
     def drain(self, client: IMAPClient) -> int:
-        """Take in every pending message; returns how many could not be committed (left for later)."""
+        """Take in every pending message; returns how many could not be committed (left for later).
+
+        Fetching overlaps committing: batch N+1 is fetched and parsed while batch N is in the core's
+        committer; batch N is MOVEd once committed, before batch N+1 is handed over. The connection is only
+        used from this thread."""
         failures = 0
         uids = self.pending(client)
+        in_commit: tuple[list[tuple[int, Prepared]], list[Future]] | None = None
         for start in range(0, len(uids), self.mailbox.batch):
             if self._stop.is_set():
                 break
             batch = uids[start : start + self.mailbox.batch]
             fetched = client.fetch(batch, ["BODY.PEEK[]"])
-            items: list[tuple[int, Prepared]] = []
             futures = {uid: self._pool.submit(self._prepare, data.get(b"BODY[]") or b"") for uid, data in fetched.items()}
+            del fetched
+            items: list[tuple[int, Prepared]] = []
             for uid in batch:
                 if uid not in futures:
                     continue  # expunged meanwhile by someone else
@@ -189,32 +197,40 @@ class ImapFetcher:
                 except Exception as e:  # noqa: BLE001 - the blob store failed: leave it in the mailbox
                     log.error("%s: UID %d not stored: %s", self.name, uid, e)
                     failures += 1
-            try:
-                handled: list[Handled | None] = commit([p for _, p in items], self.deliver_many, self.reject)
-            except CommitError as e:
-                log.error("%s: %s", self.name, e)
-                handled = e.handled
-            except Exception as e:  # noqa: BLE001
-                log.error("%s: commit failed: %s: %s", self.name, type(e).__name__, e)
-                handled = [None] * len(items)
-            done = [uid for (uid, _), h in zip(items, handled) if h is not None]
-            if log.isEnabledFor(logging.DEBUG):
-                for (uid, p), h in zip(items, handled):
-                    what = "not committed" if h is None else h.ticket_number or f"rejection {h.rejection_id}"
-                    log.debug("%s: UIDVALIDITY %s UID %d %s: %s", self.name, self.uidvalidity, uid, p.contact.external_id, what)
-            failures += len(items) - len(done)
-            if self.on_committed is not None:
-                try:
-                    self.on_committed([h for h in handled if h is not None])
-                except Exception:  # noqa: BLE001 - what follows a commit never undoes it
-                    log.exception("%s: after-commit hook failed", self.name)
-            if done:
-                self._mark_done(client, done)
-                self.taken += len(done)
+            if in_commit is not None:
+                failures += self._finish(client, *in_commit)
+            in_commit = (items, [submit(p, self.intake) for _, p in items])
+        if in_commit is not None:
+            failures += self._finish(client, *in_commit)
         return failures
 
+    def _finish(self, client: IMAPClient, items: list[tuple[int, Prepared]], futures: list[Future]) -> int:
+        """Wait for a batch's commits, then move what is committed out of the folder; returns the failures."""
+        handled: list[Handled | None] = []
+        for (uid, p), f in zip(items, futures):
+            try:
+                handled.append(f.result())
+            except Exception as e:  # noqa: BLE001 - left in the folder: the next round tries it again
+                log.error("%s: UID %d not committed: %s: %s", self.name, uid, type(e).__name__, e)
+                handled.append(None)
+        done = [uid for (uid, _), h in zip(items, handled) if h is not None]
+        if log.isEnabledFor(logging.DEBUG):
+            for (uid, p), h in zip(items, handled):
+                what = "not committed" if h is None else h.ticket_number or f"rejection {h.rejection_id}"
+                log.debug("%s: UIDVALIDITY %s UID %d %s: %s", self.name, self.uidvalidity, uid, p.contact.external_id, what)
+        if self.on_committed is not None:
+            try:
+                self.on_committed([h for h in handled if h is not None])
+            except Exception:  # noqa: BLE001 - what follows a commit never undoes it
+                log.exception("%s: after-commit hook failed", self.name)
+        if done:
+            self._mark_done(client, done)
+            self.taken += len(done)
+        return len(items) - len(done)
+
     def _prepare(self, raw: bytes) -> Prepared:
-        return prepare(raw, self.blobs, max_attachment=self.max_attachment, prefix=self.prefix, sender_check=self.sender_check)
+        return prepare(raw, self.blobs, max_attachment=self.max_attachment, prefix=self.prefix, sender_check=self.sender_check,
+                       extractor=self.extractor)
 
     def _mark_done(self, client: IMAPClient, uids: list[int]) -> None:
         dest = self.mailbox.processed_folder

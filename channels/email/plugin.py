@@ -47,8 +47,7 @@ def load(ctx) -> EmailChannel:
         services.append(
             SmtpReceiver(
                 settings,
-                deliver_many=ctx.intake.deliver_many,
-                reject=ctx.intake.reject,
+                intake=ctx.intake,
                 blobs_root=ctx.blobs.root,
                 prefix=prefix,
                 on_committed=on_committed,
@@ -60,8 +59,7 @@ def load(ctx) -> EmailChannel:
         services.append(
             ImapFetcher(
                 mailbox,
-                deliver_many=ctx.intake.deliver_many,
-                reject=ctx.intake.reject,
+                intake=ctx.intake,
                 blobs=ctx.blobs,
                 max_attachment=settings.max_attachment_bytes,
                 prefix=prefix,

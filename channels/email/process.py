@@ -1,10 +1,11 @@
 """From raw RFC 5322 bytes to what the core is told: the steps the SMTP receiver and the IMAP fetcher share.
 
 `prepare` is pure work on one message and runs anywhere (a worker process of the SMTP receiver): it stores
-the raw bytes in the blob store first, parses them to a `Contact` and classifies them. `commit` hands a batch
-of prepared mails to the core: people's mail to `deliver_many` (one commit for the batch), the rest
-(bounces, auto-replies, complaints) to `reject`, each with its reason. When `commit` returns, everything it
-was given is committed; when it raises, the caller answers "try again" (SMTP 451, IMAP: leave it in place).
+the raw bytes in the blob store first, parses them to a `Contact`, classifies them and, given the core's
+extractor, extracts the ticket's fields. `submit` hands a prepared mail to the core: people's mail to the
+core's batched committer (committed together with whatever else arrives meanwhile), the rest (bounces,
+auto-replies, complaints) to `reject`, each with its reason; `commit` does it for several and waits. Once
+committed, the caller answers "accepted"; on an error, "try again" (SMTP 451, IMAP: leave it in place).
 
 A message our parser cannot read (a bug of ours, not the sender's) is not lost either: it becomes a rejection
 with `fault="ours"` that points at the stored raw bytes, for an operator to look at.
@@ -16,6 +17,7 @@ import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
+from concurrent.futures import Future
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -36,6 +38,7 @@ class Prepared:
     contact: Contact
     verdict: Verdict | None = None
     fault: str = "sender"  # who is to blame when there is a verdict: "sender", or "ours" (we could not parse it)
+    extraction: Any = None  # the contact's fields, when the worker that parsed it also extracted them
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +75,11 @@ def prepare(
     prefix: str = "HD",
     received_at: datetime | None = None,
     sender_check: Callable[[bytes, Any, str | None], bool] | None = None,
+    extractor: Callable[[Contact], Any] | None = None,
 ) -> Prepared:
     """Store `raw` durably, then parse and classify it. Raises only when the raw bytes could not be stored.
-    `sender_check` (channels/email/auth.py) says whether the From: address is authenticated."""
+    `sender_check` (channels/email/auth.py) says whether the From: address is authenticated; `extractor`
+    (`IntakePort.extractor()`), when given, extracts the ticket's fields here rather than on the commit path."""
     store = _store(blobs)
     ref = store.put(raw)  # first: whatever happens next, the bytes are on disk
     received_at = received_at or datetime.now(timezone.utc)
@@ -83,7 +88,7 @@ def prepare(
         contact = to_contact(msg, raw, store, max_attachment=max_attachment, raw_ref=ref, received_at=received_at)
         if sender_check is not None and contact.sender.email and sender_check(raw, msg, contact.sender.email):
             contact = contact.replace(sender=dataclasses.replace(contact.sender, verified=True))
-        return Prepared(contact, classify(msg, raw, envelope_from=envelope_from, prefix=prefix))
+        verdict = classify(msg, raw, envelope_from=envelope_from, prefix=prefix)
     except Exception as e:  # noqa: BLE001 - our parser failed: keep the mail where an operator sees it
         log.exception("email %s could not be parsed", ref.sha256)
         try:
@@ -99,42 +104,57 @@ def prepare(
             raw=ref,
         )
         return Prepared(contact, Verdict("unreadable", f"the gateway could not parse this mail: {type(e).__name__}: {e}"[:1000]), fault="ours")
-
-
-def commit(
-    items: list[Prepared],
-    deliver_many: Callable[[list[Contact]], list],
-    reject: Callable[..., int],
-) -> list[Handled]:
-    """Commit a batch; the answer is in the order given. Raises when anything could not be committed.
-
-    The people's mail goes in with one `deliver_many` call; when that fails the batch is retried one mail at
-    a time, so that one contact that trips the core costs only itself, and the first failure is raised.
-    """
-    handled: list[Handled | None] = [None] * len(items)
-    tickets = [i for i, p in enumerate(items) if p.verdict is None]
-    error: BaseException | None = None
-    if tickets:
+    extraction = None
+    if verdict is None and extractor is not None:
         try:
-            results = deliver_many([items[i].contact for i in tickets])
-            for i, r in zip(tickets, results):
-                handled[i] = Handled(items[i], result=r)
+            extraction = extractor(contact)
+        except Exception:  # noqa: BLE001 - the committer extracts it again, and says why if it fails there too
+            log.exception("email %s: extraction in the parse worker failed", ref.sha256)
+    return Prepared(contact, verdict, extraction=extraction)
+
+
+def submit(p: Prepared, intake: Any) -> Future:
+    """Hand one prepared mail to the core without waiting: the future holds its `Handled` once committed.
+
+    People's mail goes to the core's batched committer (`intake.deliver_future`, with the fields extracted by
+    the parse worker when it did); the rest (bounces, auto-replies, complaints) is recorded with `reject`
+    here, in the caller's thread: it is rare, and makes no ticket.
+    """
+    out: Future = Future()
+    if p.verdict is not None:
+        try:
+            out.set_result(Handled(p, rejection_id=intake.reject(p.contact, p.verdict.reason, fault=p.fault, ticket_number=p.verdict.ticket_number)))
+        except BaseException as e:  # noqa: BLE001 - to the waiter
+            out.set_exception(e)
+        return out
+    inner = intake.deliver_future(p.contact, p.extraction)
+
+    def done(f: Future) -> None:
+        error = f.exception()
+        if error is not None:
+            out.set_exception(error)
+        else:
+            out.set_result(Handled(p, result=f.result()))
+
+    inner.add_done_callback(done)
+    return out
+
+
+def commit(items: list[Prepared], intake: Any) -> list[Handled]:
+    """Commit prepared mails (one batch for the core's committer) and wait; the answer is in the order given.
+
+    Raises `CommitError` when anything could not be committed, with what was: each mail has its own outcome
+    (the committer retries a failed batch one contact at a time), so one that trips the core costs only itself.
+    """
+    futures = [submit(p, intake) for p in items]
+    handled: list[Handled | None] = []
+    error: BaseException | None = None
+    for f in futures:
+        try:
+            handled.append(f.result())
         except Exception as e:  # noqa: BLE001
-            if len(tickets) == 1:
-                error = e
-            else:
-                for i in tickets:
-                    try:
-                        handled[i] = Handled(items[i], result=deliver_many([items[i].contact])[0])
-                    except Exception as e1:  # noqa: BLE001
-                        error = error or e1
-    for i, p in enumerate(items):
-        if p.verdict is not None:
-            try:
-                rid = reject(p.contact, p.verdict.reason, fault=p.fault, ticket_number=p.verdict.ticket_number)
-                handled[i] = Handled(p, rejection_id=rid)
-            except Exception as e:  # noqa: BLE001
-                error = error or e
+            handled.append(None)
+            error = error or e
     if error is not None:
         raise CommitError(handled, error) from error
     return handled  # type: ignore[return-value]

@@ -23,8 +23,14 @@ class SmtpSettings(Section):
     max_message_bytes: int = Field(30 * 1024 * 1024, ge=1024, description="advertised with SIZE, enforced with 552")
     max_recipients: int = Field(100, ge=100, description="RCPT TO beyond this count answers 452 (RFC 5321 §4.5.3.1.8)")
     parse_workers: int = Field(2, ge=0, description="worker processes that parse mail off the event loop (0: threads)")
-    max_batch: int = Field(64, ge=1, description="mails committed together, from concurrent sessions")
-    timeout_seconds: float = Field(300, gt=0)
+    max_batch: int = Field(64, ge=1, description="unused: the core's one batched committer groups every channel's contacts")
+    timeout_seconds: float = Field(300, gt=0, description="idle timeout of a session (RFC 5321 §4.5.3.2)")
+    stress_timeout_seconds: float = Field(10, gt=0, description="idle timeout once connections pass half of max_connections")
+    max_connections: int = Field(1000, ge=1, description="SMTP connections at once; beyond: 421 4.7.0")
+    max_connections_per_ip: int = Field(50, ge=1, description="SMTP connections at once from one address; beyond: 421 4.7.0")
+    max_data_in_flight_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024 * 1024, description="mail bytes held in memory across sessions; beyond: 451 4.3.1"
+    )
     # STARTTLS (RFC 3207) and AUTH (RFC 4954) for the relays that use them; all off by default.
     tls_cert: Path | None = Field(None, description="PEM certificate (with its chain) offered with STARTTLS; None: no STARTTLS")
     tls_key: Path | None = Field(None, description="PEM private key of tls_cert; None: it is in the tls_cert file")

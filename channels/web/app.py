@@ -109,7 +109,7 @@ def create_app(ctx, desk: Desk) -> FastAPI:
             "suggest": RateLimiter(max(settings.api_per_minute, 120) if settings.api_per_minute else 0),
         },
         prefix=ctx.number_prefix,
-        batcher=Batcher(ctx.intake.deliver_many, ctx.intake.deliver),
+        batcher=Batcher(ctx.intake),
         clients=ClientAddress(settings.trusted_proxies),
     )
     app.include_router(public.router)
