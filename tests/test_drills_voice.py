@@ -144,7 +144,7 @@ def gateway(tmp_path_factory):
     damaged.mkdir(parents=True)
     (damaged / "state.json").write_bytes(b'{"version": 1, "call_id": "cut-')
     (damaged / "answer-name.wav").write_bytes(b"RIFF....WAVEfmt the caller's words")
-    gw = Gateway(tmp)
+    gw = Gateway(tmp, HELPDESK_GATEWAY__VOICE__SIP__RECOVER_EVERY_SECONDS="2")
     gw.damaged = damaged
     gw.start()
     yield gw
@@ -168,6 +168,49 @@ def test_an_unreadable_spool_is_quarantined_with_its_recording_not_deleted(gatew
     finally:
         core.close()
     assert rejection.fault == "ours" and rejection.channel == "voice" and str(kept) in rejection.reason
+
+
+def voice_tickets(gateway) -> list[str]:
+    p = subprocess.run([str(EXE), "tickets", "list", "--json"], cwd=ROOT, env=gateway.env, capture_output=True, text=True, timeout=60)
+    return [t["number"] for t in json.loads(p.stdout or "[]") if t["channel"] == "voice"]
+
+
+def test_a_call_left_in_a_running_workers_spool_is_delivered_by_its_periodic_recovery(gateway, tmp_path):
+    """A call whose report the database refused at hang-up stays in the worker's spool; the worker's next round
+    of recovery (every 2 s here, every minute by default) delivers it, with no restart."""
+    from channels.voice.calls import Calls
+    from channels.voice.flow import Digits, Timeout
+    from tests.voice_support import sound_file
+
+    def down(contact):
+        raise RuntimeError("database is down")
+
+    phone = "+39 333 000 7777"
+    calls = Calls(deliver=down, desk=None, blobs=None, spool=tmp_path / "spool")
+    calls._caller_name = lambda caller_id: None  # no directory here: the worker's core has it
+    session, _ = calls.open("call-left-behind", phone)
+    session.handle(Timeout())
+    session.handle(Digits("1"))
+    shutil.copy(sound_file("tt-weasels"), session.recording_path("name"))
+    session.dir.rename(gateway.data / "calls" / "sip-0" / session.dir.name)  # as if the worker had left it
+    (number,) = wait_for(lambda: voice_tickets(gateway), timeout=30, interval=1.0)
+    shown = subprocess.run([str(EXE), "tickets", "show", number, "--json"], cwd=ROOT, env=gateway.env, capture_output=True,
+                           text=True, timeout=60).stdout
+    assert "393330007777" in shown.replace(" ", "") and "answer-name.wav" in shown
+    assert not (gateway.data / "calls" / "sip-0" / session.dir.name).exists()
+
+
+def test_a_sip_worker_killed_is_started_again_and_mail_never_noticed(gateway, tmp_path):
+    (victim,) = gateway.sip_workers()
+    os.kill(victim, signal.SIGKILL)
+    t0 = time.monotonic()
+    with smtplib.SMTP("127.0.0.1", gateway.smtp_port, timeout=10) as smtp:
+        smtp.noop()
+    shutil.copy(SIPP_DIR / "hold.xml", tmp_path / "hold.xml")
+    wait_for(lambda: run_sipp(tmp_path / "hold.xml", gateway.sip_port, extra=["-d", "500"], timeout=20).ok, timeout=30, interval=0.5)
+    (again,) = gateway.sip_workers()
+    assert again != victim
+    print(f"\nSIP worker killed: a call completed again {time.monotonic() - t0:.1f} s later")
 
 
 # -- a SIP call burst --------------------------------------------------------------------------------------------

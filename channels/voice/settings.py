@@ -78,6 +78,7 @@ class SipSettings(Section):
     no_rtp_seconds: int = Field(30, ge=5, description="watchdog: hang up a call whose audio stopped")
     ack_timeout_seconds: int = Field(10, ge=1, description="watchdog: free the slot of an answered INVITE never ACKed")
     limits: SipLimitSettings = Field(default_factory=SipLimitSettings)
+    recover_every_seconds: float = Field(60.0, ge=0.5, description="how often a worker delivers the calls left in its spool")
     log_level: int = Field(2, ge=0, le=6, description="pjsip's log level, routed into Python logging")
     registration: RegistrationSettings = Field(default_factory=RegistrationSettings)
     kamailio: KamailioSettings = Field(default_factory=KamailioSettings)

@@ -220,7 +220,7 @@ async def run_worker(ctx, voice: VoiceSettings, index: int, *, spool: Path, anno
         loop.add_signal_handler(sig, stop.set)
     await service.start()
     announce(service.port)
-    recovery = asyncio.create_task(recover_periodically(calls), name="sip-recovery")
+    recovery = asyncio.create_task(recover_periodically(calls, voice.sip.recover_every_seconds), name="sip-recovery")
     try:
         await stop.wait()
         signal.alarm(30)  # a stop that hangs (a stuck library) must not leave the worker behind: SIGALRM ends it
