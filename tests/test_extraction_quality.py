@@ -1,5 +1,5 @@
-"""Extraction quality on the hand-written set in tests/data/extraction_cases.json (Italian and English;
-email, web form and call transcripts), measured as precision and recall per field.
+"""Extraction quality on the hand-written set in tests/data/extraction_cases.json (Italian, French and English;
+email, web form, call transcripts and a call's answers as transcribed), measured as precision and recall per field.
 
 A field counts as *predicted* when the pipeline filled it and *expected* when the case names a value.
 Precision = correct / predicted: how far an operator can trust a filled field. Recall = correct / expected:
@@ -104,6 +104,10 @@ def test_extraction_meets_its_bars():
     print(f"\n{len(cases)} cases\n{'field':<14} precision  recall   (bar)")
     for f, (p, r) in scores.items():
         print(f"{f:<14} {p:9.2f} {r:7.2f}   ({BARS[f][0]:.2f} / {BARS[f][1]:.2f})")
+    for lang in ("it", "fr", "en"):  # the same figures per language (case ids start with it-, fr-, en-)
+        part = [c for c in cases if c["id"].startswith(f"{lang}-")]
+        by_lang, _ = evaluate(part)
+        print(f"{lang} ({len(part)} cases): " + "  ".join(f"{f} {p:.2f}/{r:.2f}" for f, (p, r) in by_lang.items()))
     print("misses:\n  " + "\n  ".join(misses))
     below = [f"{f}: precision {p:.2f} recall {r:.2f}" for f, (p, r) in scores.items() if p < BARS[f][0] or r < BARS[f][1]]
     assert not below, "below the bar: " + "; ".join(below)
