@@ -52,6 +52,8 @@ class SmtpSettings(Section):
                 raise ValueError(f"auth = {self.auth!r} needs auth_users_file")
             if self.auth_require_tls and self.tls_cert is None:
                 raise ValueError("auth with auth_require_tls needs tls_cert: without STARTTLS no client could authenticate")
+        if self.max_data_in_flight_bytes < self.max_message_bytes:
+            raise ValueError("max_data_in_flight_bytes is below max_message_bytes: a mail of the largest size could never be taken in")
         return self
 
 
