@@ -324,3 +324,14 @@ def test_a_caller_confirmed_asset_is_certain():
     x = extract(c, UNSEEN)
     assert (x.fields["asset"].value, x.fields["asset"].source, x.fields["asset"].confidence) == ("PR-31 Stampante Kyocera", "caller", 1.0)
     assert x.asset_id == 4
+
+
+def test_no_input_crashes_the_spoken_steps():
+    import random
+
+    rng = random.Random(10)
+    alphabet = "abcdefghijklmnopqrstuvwxyzàèéù0123456789 -'.,:;!?\n²٣°ºª" + " uno due cento venti secondo piano vingt-trois "
+    for _ in range(300):
+        t = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120)))
+        spoken_numbers(t), spoken_name(t, UNSEEN), interpret_answer("asset", t, UNSEEN), interpret_answer("name", t, UNSEEN)
+        extract(Contact(channel=Channel.VOICE, external_id="x", text=t, answers={"name": Answer(t, "transcript", 0.5)}), UNSEEN)

@@ -77,9 +77,9 @@ def _places(words: str) -> set[str]:
     tokens = words.split()
     out: set[str] = set()
     for i, t in enumerate(tokens):
-        if t.isdigit():
+        if t.isdecimal():
             continue
-        if i + 1 < len(tokens) and tokens[i + 1].isdigit():
+        if i + 1 < len(tokens) and tokens[i + 1].isdecimal():
             out.add(f"{t}#{int(tokens[i + 1])}")
         out.add(t)
     return out
@@ -254,7 +254,7 @@ class Directory:
         """The one asset whose identifier carries a number said in the text, when its kind is named too."""
         tokens = words.split()
         present = set(tokens)
-        hits = {i for t in tokens if t.isdigit() and len(t) >= 2 for i in self._numbers.get(int(t), ())}
+        hits = {i for t in tokens if t.isdecimal() and len(t) >= 2 for i in self._numbers.get(int(t), ())}
         hits = {i for i in hits if self._kinds[i] & present}
         if len(hits) != 1:
             return None

@@ -76,7 +76,7 @@ def _it_compound(word: str) -> int | None:
 
 @lru_cache(maxsize=1 << 16)
 def _kind(token: str) -> tuple[str, int] | None:
-    if token.isdigit():
+    if token.isdecimal():
         return ("digits", int(token))
     if token in _UNIT_WORDS:
         return ("unit", _UNIT_WORDS[token])
