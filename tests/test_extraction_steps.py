@@ -335,3 +335,8 @@ def test_no_input_crashes_the_spoken_steps():
         t = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120)))
         spoken_numbers(t), spoken_name(t, UNSEEN), interpret_answer("asset", t, UNSEEN), interpret_answer("name", t, UNSEEN)
         extract(Contact(channel=Channel.VOICE, external_id="x", text=t, answers={"name": Answer(t, "transcript", 0.5)}), UNSEEN)
+
+
+@pytest.mark.parametrize("said, tag", [("prt hp undici", "PR-11"), ("prt ky 31", "PR-31"), ("urp-pc-04", "WS-3302"), ("ws 3301", "WS-3301")])
+def test_an_identifier_said_with_pauses_or_in_words(said, tag):
+    assert UNSEEN.match_asset(said).asset.tag == tag

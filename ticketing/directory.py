@@ -86,9 +86,17 @@ def _places(words: str) -> set[str]:
 
 
 def _ident_pattern(ident: str) -> str:
-    # "PC-0142" also matches "pc 0142", "pc0142", "PC_0142"
-    parts = [re.escape(p) for p in re.split(r"[-_\s]+", fold(ident)) if p]
-    return r"[-_\s]?".join(parts)
+    # "PC-0142" also matches "pc 0142", "pc0142", "PC_0142"; "prot-app01" also "prot app 01" (said, then digits)
+    pattern = []
+    for chunk in (c for c in re.split(r"[-_\s]+", fold(ident)) if c):
+        runs = re.findall(r"[^\W\d_]+|\d+|[^\w]+|_", chunk)
+        # a letters-then-digits boundary may be said with a pause when both sides are long enough ("app 01")
+        joined = runs[0] if runs else ""
+        for prev, run in zip(runs, runs[1:]):
+            sep = r"[-_\s]?" if len(prev) >= 2 and len(run) >= 2 and prev.isalpha() != run.isalpha() else ""
+            joined = f"{joined}\x00{sep}\x00{run}"
+        pattern.append("".join(re.escape(p) if i % 2 == 0 else p for i, p in enumerate(joined.split("\x00"))))
+    return r"[-_\s]?".join(pattern)
 
 
 @dataclass
