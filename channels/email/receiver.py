@@ -15,6 +15,7 @@ Limits, each with a clear answer (`Gate`):
 - connections per client address and in total: `421 4.7.0` and the connection closes (RFC 5321 §3.8);
 - the idle timeout shrinks under pressure (past half the total), as Postfix's stress mode does, and the
   sessions already idle are shortened at once;
+- a full disk (or database) answers `452 4.3.1`, never 250 for what was not stored;
 - DATA bytes held across sessions, being received or processed: past the cap, `451 4.3.1` (insufficient
   system storage, RFC 3463), so memory stays bounded whatever number of large mails arrive together;
 - lines end in CRLF or a bare LF, normalised to CRLF as Postfix does, and a long line is accepted (no
@@ -45,6 +46,7 @@ from typing import Any, Callable
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
 from channels.logs import Throttled
+from ticketing.faults import is_storage_full
 
 from .access import PasswordFile, tls_context
 from .auth import SenderCheck
@@ -54,6 +56,7 @@ from .settings import EmailSettings
 log = logging.getLogger("channels.email.smtp")
 
 TEMPFAIL = "451 4.3.0 Requested action aborted: local error in processing, please try again later"
+STORAGE_FULL = "452 4.3.1 Insufficient system storage, try again later"
 TOO_MUCH_IN_FLIGHT = "451 4.3.1 Insufficient system storage: too much mail in flight, try again later"
 AUTH_TEMPFAIL = "454 4.7.0 Temporary authentication failure"
 
@@ -71,6 +74,7 @@ class Handler:
         extractor = getattr(intake, "extractor", None)
         self.extractor = extractor() if extractor is not None else None  # run by the parse workers
         self.on_committed = on_committed
+        self.refused = Throttled(log, every=10.0)
         self.pool = pool
         self.prefix = prefix
         self.auth = settings.smtp.auth != "off"
@@ -111,6 +115,9 @@ class Handler:
                 rid = await loop.run_in_executor(None, lambda: self.intake.reject(prepared.contact, v.reason, fault=prepared.fault, ticket_number=v.ticket_number))
                 handled = Handled(prepared, rejection_id=rid)
         except Exception as e:  # noqa: BLE001 - ours: the sender keeps the mail and retries
+            if is_storage_full(e):
+                self.refused.warning("full", "email: storage full: mail from %r answered 452 4.3.1: %s", envelope.mail_from, e)
+                return STORAGE_FULL
             log.error("email from %r not taken in, answered 451: %s: %s", envelope.mail_from, type(e).__name__, e)
             return TEMPFAIL
         if self.on_committed is not None:
