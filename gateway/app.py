@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from ticketing import extraction, storage
+from ticketing import storage
+from ticketing.answers import AnswerReader
 from ticketing.desk import Desk
 from ticketing.intake import DirectoryCache, IntakeService
 from ticketing.inventory import import_assets, import_users
@@ -91,8 +92,8 @@ class ChannelContext:
     desk: DeskPort | None = None  # the operators' queries and actions (web channel)
     phone: PhoneStatus | None = None  # caller names, ticket status by phone (voice channel)
     shared: Shared = field(default_factory=Shared)  # what channels offer one another (see Shared)
-    # (question, text, language) -> the core's reading of one spoken answer (the IVR's confirmation)
-    interpret: Callable[[str, str, str], Any] | None = None
+    # (question, text, language) -> the core's reading of one spoken answer, .phrases(question) -> what it may name
+    interpret: AnswerReader | None = None  # (the IVR's confirmation)
     # The whole configuration as JSON with this channel's section replaced, for a worker process the channel
     # starts (the SIP workers) to build its own core from.
     worker_config: Callable[[Any], str] | None = None
@@ -183,7 +184,7 @@ def channel_context(core: Core, settings: Any) -> ChannelContext:
         desk=core.desk,
         phone=core.desk,
         shared=core.shared,
-        interpret=lambda question, text, language: extraction.interpret_answer(question, text, core.intake.directory.get(), language),
+        interpret=AnswerReader(core.intake.directory.get),
         worker_config=worker_config,
         outbox=core.outbox,
     )

@@ -1,12 +1,16 @@
 """What a caller's answer says, at once, while the caller waits: the IVR's confirmation step ("I understood …").
 
 The flow asks `Understand(question, recording)` right after the name and the asset answers; the call's session
-answers it with this object's reading, an `Understood`. Two ports do the work, both given from outside:
-- `transcribe(path, language, question) -> text`: a quick transcriber (`channels/voice/stt`), the same engines
-  the transcription jobs use;
-- `interpret(question, text, language) -> reading`: the core's own asset and name steps
-  (`ticketing/extraction.py`), handed to the channel by `gateway/` through `ChannelContext.interpret`, so a
-  spoken answer is matched exactly as an email or a form field would be.
+answers it with this object's reading, an `Understood`. Two ports do the work:
+- `interpret(question, text, language) -> reading`, with `interpret.phrases(question)`: the core's own asset
+  and name steps (`ticketing/answers.py`, `extraction.interpret_answer`), handed to the channel by `gateway/`
+  as `ChannelContext.interpret`, so a spoken answer is matched exactly as an email or a form field would be,
+  and the words the answer may name (the inventory's, the directory's);
+- `transcribe(path, language, question, phrases) -> text`: the quick transcriber (`QuickTranscriber`): the
+  engines the transcription jobs use, loaded once more for this process and ready before the first call,
+  listening for those phrases where the engine takes a grammar (Vosk; free decoding when it fits badly), one
+  greedy Whisper pass on every core otherwise, since a caller is waiting. The transcription job still decodes the recording
+  fully later, for the ticket.
 
 Nothing here is an error the caller hears: no model for the language, an empty transcript, a reading that is no
 known asset or user, all come back as "nothing understood", and the call goes on without asking back. The
@@ -16,6 +20,7 @@ recording still has its transcription job, which fills the field in later.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -26,8 +31,9 @@ from .flow import Understood
 
 log = logging.getLogger("channels.voice.understand")
 
-Transcribe = Callable[[Path, str, str], str]
-Interpret = Callable[[str, str, str], Any]
+Transcribe = Callable[[Path, str, str, list[str]], str]
+Interpret = Callable[[str, str, str], Any]  # with .phrases(question) -> list[str] when it can say what to listen for
+GRAMMAR_MIN_CONFIDENCE = 0.6  # a constrained (Vosk grammar) result under this is decoded again freely
 
 
 class Understander:
@@ -41,8 +47,9 @@ class Understander:
     def __call__(self, question: str, recording: BlobRef, language: str) -> Understood:
         if language in self._no_model:
             return Understood(question)
+        phrases = getattr(self.interpret, "phrases", None)
         try:
-            text = self.transcribe(self.blobs.path(recording.sha256), language, question)
+            text = self.transcribe(self.blobs.path(recording.sha256), language, question, phrases(question) if phrases else [])
         except LookupError as e:  # no engine for this language here: said once, then never tried again
             with self._lock:
                 if language not in self._no_model:
@@ -70,20 +77,49 @@ def as_understood(question: str, reading: Any) -> Understood:
     return Understood(question, value, spoken, confidence) if value else Understood(question)
 
 
-def quick_transcriber(stt_settings) -> Transcribe:
-    """A transcriber for answers of a few seconds, engines loaded once and shared by the calls of a process."""
-    from .stt.base import EngineError
-    from .stt.transcriber import Transcriber
+class QuickTranscriber:
+    """Answers of a few seconds, transcribed while the caller waits: `(path, language, question, phrases) -> text`.
 
-    transcriber = Transcriber(stt_settings)
+    Its own engines (a Whisper model is loaded once for all its languages), on every core, one greedy pass:
+    the calls of a process take turns on it, each as fast as the machine allows, rather than sharing the cores
+    and all waiting longer. Loaded in the background from the start, so the first caller does not wait for it.
+    Raises LookupError when a language has no engine here."""
 
-    def transcribe(path: Path, language: str, question: str) -> str:
+    def __init__(self, stt_settings, models_dir: Path | None = None, *, preload: bool = True):
+        from .stt.transcriber import Transcriber
+
+        quick = stt_settings.model_copy(update={"whisper_threads": max(1, os.cpu_count() or 1), "whisper_beam_size": 1})
+        self.transcriber = Transcriber(quick, models_dir=models_dir)
+        if preload:
+            threading.Thread(target=self.transcriber.preload, name="stt-quick-preload", daemon=True).start()
+
+    def __call__(self, path: Path, language: str, question: str, phrases: list[str]) -> str:
+        from .stt import audio
+        from .stt.base import EngineError
+
         try:
-            return transcriber.transcribe(path, language).text
+            engine = self.transcriber.engine(language)
         except EngineError as e:
             raise LookupError(str(e)) from e
-
-    return transcribe
+        a = audio.load(path, engine.sample_rate, silence_floor=self.transcriber.settings.silence_floor_dbfs)
+        if a.silent:
+            return ""
+        grammar = None
+        if phrases and self.transcriber.settings.grammars:
+            try:
+                grammar = self.transcriber.grammar(language, phrases)
+            except Exception as e:  # noqa: BLE001 - none of the phrases in the model's vocabulary: decode freely
+                log.debug("no grammar for %s/%s: %s", language, question, e)
+        if grammar is not None and not getattr(grammar, "bias", False):  # a constraint (Vosk): only when it fits
+            t = engine.transcribe(a.pcm, grammar)
+            if t.text and t.confidence >= GRAMMAR_MIN_CONFIDENCE:
+                return t.text
+        if engine.name == "whisper":
+            # Greedy, no word timings, and no hotwords: with hints a greedy pass can loop on one word until the
+            # context is full (30 s on a loaded machine for a 2-second name); the fuzzy matching that follows
+            # copes with near misses, and the caller hears what was understood.
+            return engine.transcribe(a.pcm, None, beam_size=1, word_timestamps=False).text
+        return engine.transcribe(a.pcm).text
 
 
 def from_context(ctx, settings) -> Understander | None:
@@ -91,4 +127,5 @@ def from_context(ctx, settings) -> Understander | None:
     interpret = getattr(ctx, "interpret", None)
     if interpret is None or not settings.ivr.confirm:
         return None
-    return Understander(quick_transcriber(settings.stt), interpret, ctx.blobs)
+    models_dir = settings.stt.models_dir or Path(ctx.data_dir) / "models"  # where `models install` puts them
+    return Understander(QuickTranscriber(settings.stt, models_dir), interpret, ctx.blobs)

@@ -1,0 +1,122 @@
+"""The caller confirms what the desk understood, over Twilio (signed webhooks, `<Say>` of the asset's name,
+`<Gather>` 1/2) with real speech through the real quick transcriber and the core's own asset step; the ticket
+shows the asset as the caller confirmed it (`source` "caller", confidence 1), or the best guess flagged after
+two refusals.
+
+The callers' answers are synthesised by festival's `kal_diphone` (English), a voice the prompts never use,
+at 8 kHz as a phone line carries it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, missing
+from tests.test_voice_twilio import (  # noqa: F401 - fixtures
+    HOOKS, SOUNDS, SPEECH, UNKNOWN_CALLER, gateway, prompts, recordings, ticket_of,
+)
+
+VOICES = {"en": "(voice_kal_diphone)", "it": "(voice_lp_diphone)"}
+
+
+def spoken(text: str, language: str, directory: Path) -> Path:
+    """`text` said by a synthetic voice the prompts never use, as an 8 kHz mono WAV."""
+    if not shutil.which("text2wave") or not shutil.which("sox"):
+        missing("festival's text2wave and sox are needed to speak the callers' answers (Debian: festival festvox-kallpc16k sox)")
+    directory.mkdir(parents=True, exist_ok=True)
+    raw, out = directory / "raw.wav", directory / f"{abs(hash((text, language)))}.wav"
+    p = subprocess.run(["text2wave", "-eval", VOICES[language], "-o", str(raw)], input=text.encode("latin-1"), capture_output=True)
+    if p.returncode != 0 or not raw.exists():
+        missing(f"festival cannot speak {language} ({p.stderr.decode(errors='replace')[-200:]})")
+    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(out)], check=True)
+    return out
+
+
+def asset_field(core, number: str):
+    return core.desk.ticket(number).field("asset")
+
+
+def tickets_show_json(core, number: str) -> dict:
+    """`helpdesk-gateway tickets show --json NUMBER`, as an operator's script reads it."""
+    env = {**os.environ, "HELPDESK_GATEWAY__STORAGE__URL": core.config.storage.database_url(),
+           "HELPDESK_GATEWAY__STORAGE__DATA_DIR": str(core.config.storage.data_dir)}
+    exe = Path(sys.executable).with_name("helpdesk-gateway")
+    p = subprocess.run([str(exe), "tickets", "show", "--json", number], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+# -- Twilio ---------------------------------------------------------------------------------------------------------
+def to_the_asset_question(gw, caller=UNKNOWN_CALLER):
+    """English, report a problem, a name the directory does not know (so nothing is asked back about it)."""
+    call = gw.call(caller)
+    call.start()
+    assert call.press("3").heard == ["en/menu"]
+    assert call.press("1").heard == ["en/say-name"]
+    t = call.answer(gw.recordings.add(SOUNDS / SPEECH["name"]))
+    assert t.heard == ["en/say-asset"]
+    return call
+
+
+def test_twilio_the_caller_hears_the_asset_and_confirms_it_with_1(sqlite_core, gateway, tmp_path):
+    gw = gateway(sqlite_core)
+    call = to_the_asset_question(gw)
+    t = call.answer(gw.recordings.add(spoken("the protocol register", "en", tmp_path)))
+    assert t.heard == ["en/you-said", "say:Protocollo informatico", "en/confirm-or-repeat"]
+    gather = t.one("Gather")
+    assert gather.get("numDigits") == "1" and gather.find("Say").get("language") == "en-GB"  # said inside the Gather: 1 cuts it short
+    assert call.press("1").heard == ["en/say-problem"]
+    t = call.answer(gw.recordings.add(SOUNDS / SPEECH["anomaly"]))
+    assert t.heard == ["en/office-blocked", "en/yes-no"]
+    t = call.press("2")
+    assert t.verbs[-1] == "Hangup"
+    ticket = ticket_of(sqlite_core, call.sid)
+    asset = asset_field(sqlite_core, ticket["number"])
+    assert asset.value.startswith("PROT-01") and asset.source == "caller" and asset.confidence == 1.0 and not asset.check
+    shown = tickets_show_json(sqlite_core, ticket["number"])
+    assert shown["fields"]["asset"]["source"] == "caller"
+    call.end()
+
+
+def test_twilio_two_refusals_keep_the_best_guess_flagged(sqlite_core, gateway, tmp_path):
+    gw = gateway(sqlite_core)
+    call = to_the_asset_question(gw)
+    t = call.answer(gw.recordings.add(spoken("the protocol register", "en", tmp_path)))
+    assert "say:Protocollo informatico" in t.heard
+    t = call.press("2")  # no: say it again
+    assert t.heard == ["en/say-asset"] and t.one("Record").get("action") == HOOKS + "/recorded?question=asset"
+    t = call.answer(gw.recordings.add(spoken("the payroll", "en", tmp_path)))
+    assert t.heard == ["en/you-said", "say:Modulo stipendi", "en/confirm-or-repeat"]
+    assert call.press("2").heard == ["en/say-problem"]  # the second no: the question is over
+    call.end()  # the caller hangs up at the problem question: what was said is a ticket
+    ticket = ticket_of(sqlite_core, call.sid)
+    asset = asset_field(sqlite_core, ticket["number"])
+    assert asset.value is not None and asset.source != "caller" and asset.check  # the best guess, for an operator to check
+
+
+def test_twilio_an_answer_that_is_no_known_asset_is_not_asked_about(sqlite_core, gateway, tmp_path):
+    gw = gateway(sqlite_core)
+    call = to_the_asset_question(gw)
+    t = call.answer(gw.recordings.add(SOUNDS / SPEECH["asset"]))  # "sorry you're having problems"
+    assert t.heard == ["en/say-problem"]
+    call.end()
+
+
+# -- the core's side of the port --------------------------------------------------------------------------------
+def test_the_answer_reader_reads_with_the_core_steps_and_says_what_to_listen_for(sqlite_core):
+    from ticketing.answers import AnswerReader
+
+    reader = AnswerReader(sqlite_core.intake.directory.get)
+    printer = reader("asset", "la stampante del secondo piano", "it")
+    assert (printer.value, printer.spoken) == ("PRN-0210", "Stampante multifunzione piano 2")
+    assert reader("asset", "boh, non lo so", "it").value is None
+    assert reader("name", "mi chiamo Giulia Bianchi", "it").value == "Giulia Bianchi"
+    assert {"protocol register", "prot 01", "stampante multifunzione piano 2"} <= set(reader.phrases("asset"))
+    assert "mario rossi" in reader.phrases("name") and reader.phrases("anomaly") == []
