@@ -123,7 +123,13 @@ def test_stored_sla_comes_from_urgency(core):
     r = core.intake.submit(c)
     t = load(core, r.ticket_id)
     assert t.urgency == "critical" and t.priority == 1
-    assert t.respond_by - t.created_at == timedelta(minutes=15)
+    # The network (NET-01) belongs to an organisation: its contract for P1, counted in its working time.
+    calendar, contract = core.lifecycle.organisations.terms(t.organisation_id)
+    assert t.organisation_id is not None
+    assert t.respond_by == calendar.add(t.created_at, contract.target(1).respond_minutes)
+    anonymous = load(core, core.intake.submit(Contact(channel=Channel.EMAIL, external_id="<crit2@x>", text="Tutto bloccato, urgente")).ticket_id)
+    assert anonymous.organisation_id is None  # no organisation: the default table, always open
+    assert anonymous.respond_by - anonymous.created_at == timedelta(minutes=core.lifecycle.default_contract.target(anonymous.priority).respond_minutes)
 
 
 @pytest.mark.parametrize(
@@ -143,5 +149,6 @@ def test_an_urgency_edit_recomputes_priority_and_due_times(core):
     act(core, tid, lambda t: lc.set_field(t, "urgency", "critical", "op.rossi"))
     t = load(core, tid)
     assert t.urgency == "critical" and t.priority == before - 2
-    target = lc.default_contract.target(t.priority)  # the SLA row is the priority's (P1 critical .. P4 low)
-    assert (t.respond_by - t.created_at, t.resolve_by - t.created_at) == (timedelta(minutes=target.respond_minutes), timedelta(minutes=target.resolve_minutes))
+    calendar, contract = lc.organisations.terms(t.organisation_id)  # the reporter's organisation's terms
+    target = contract.target(t.priority)  # the SLA row is the priority's (P1 critical .. P4 low)
+    assert (t.respond_by, t.resolve_by) == (calendar.add(t.created_at, target.respond_minutes), calendar.add(t.created_at, target.resolve_minutes))
