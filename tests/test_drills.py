@@ -331,35 +331,23 @@ def test_five_thousand_idle_connections_and_a_real_client_is_served(sqlite_core)
 
 # -- PostgreSQL ------------------------------------------------------------------------------------------------
 @pytest.fixture
-def private_postgres(tmp_path):
-    """A PostgreSQL cluster of this test's own (the suite's shared one must not be stopped)."""
-    from tests.conftest import _pg_bindir
+def private_postgres():
+    """A PostgreSQL server of this test's own (the suite's shared one must not be stopped): (url, stop, start)."""
+    from tests.conftest import PostgresServer, _new_pg_database
 
-    bindir = _pg_bindir()
-    if bindir is None:
-        missing("PostgreSQL server binaries (Debian's postgresql package)")
-    data, port = tmp_path / "pg", free_port()
-    env = {**os.environ, "LC_ALL": "C"}
-    user = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        import pwd
+    try:
+        server = PostgresServer()
+    except (RuntimeError, subprocess.CalledProcessError, KeyError) as e:
+        missing(f"no PostgreSQL to drill with: {e}")
+    data = server.dir / "data"
+    opts = f"-c listen_addresses=127.0.0.1 -p {server.port} -k {server.dir} -c fsync=off -c max_connections=200"
 
-        pw = pwd.getpwnam("postgres")
-        data.mkdir()
-        os.chown(data, pw.pw_uid, pw.pw_gid)
-        os.chown(tmp_path, pw.pw_uid, pw.pw_gid)
-        user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"], check=True, capture_output=True, env=env)
+    def ctl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*server.as_user, str(server.bindir / "pg_ctl"), "-D", str(data), "-w", *args], capture_output=True)
 
-    def ctl(*args):
-        return subprocess.run([*user, str(bindir / "pg_ctl"), "-D", str(data), "-w", *args], capture_output=True, env=env)
-
-    opts = f"-p {port} -k {tmp_path} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-    assert ctl("-o", opts, "-l", str(tmp_path / "pg.log"), "start").returncode == 0
-    subprocess.run([*user, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "helpdesk"], check=True, env=env)
-    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/helpdesk"
-    yield url, lambda: ctl("-m", "immediate", "stop"), lambda: ctl("-o", opts, "-l", str(tmp_path / "pg.log"), "start")
-    ctl("-m", "immediate", "stop")
+    url = _new_pg_database(server.base)
+    yield url, lambda: ctl("-m", "immediate", "stop"), lambda: ctl("-o", opts, "-l", str(server.dir / "log"), "start")
+    server.stop()
 
 
 def test_postgresql_stopped_mid_burst_answers_451_only_and_loses_nothing(tmp_path, private_postgres):
