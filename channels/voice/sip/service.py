@@ -16,7 +16,7 @@ stalling the audio of the other calls.
 When a call ends, a recording in progress is kept and the session is told (`hang_up()`), so a caller who
 hangs up after saying anything still leaves a ticket. A call whose session failed (the database was
 unreachable while delivering) is hung up and left in the spool, where `Calls.recover()` delivers it at its
-next round (the voice channel runs one a minute) or the next start, rather than losing it.
+next round (its worker process runs one a minute) or the next start, rather than losing it.
 """
 
 from __future__ import annotations
