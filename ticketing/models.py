@@ -135,7 +135,6 @@ class Ticket(Base):
         Index("ix_tickets_sla_next_check", "sla_next_check"),
         Index("ix_tickets_organisation", "organisation_id", "status"),
         Index("ix_tickets_group", "group_id", "status"),
-        Index("ix_tickets_order", "priority", "created_at", "id"),
         {"sqlite_autoincrement": True},  # ticket numbers come from the id: never reuse one
     )
 
@@ -145,6 +144,11 @@ class Ticket(Base):
     def value(self, name: str) -> str | None:
         f = self.field(name)
         return f.value if f else None
+
+
+# The queue's order (most urgent, newest first) read straight off an index, with the status in it so that the
+# open queue is filtered without visiting the table: the first page costs the same at 100 or 100,000 tickets.
+Index("ix_tickets_order", Ticket.priority, Ticket.created_at.desc(), Ticket.id.desc(), Ticket.status)
 
 
 class TicketField(Base):

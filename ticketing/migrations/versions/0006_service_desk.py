@@ -100,7 +100,7 @@ def upgrade() -> None:
     op.create_index('ix_tickets_organisation', 'tickets', ['organisation_id', 'status'])
     op.create_index('ix_tickets_group', 'tickets', ['group_id', 'status'])
     # The queue's order (most urgent, newest first) read straight off an index, page after page.
-    op.create_index('ix_tickets_order', 'tickets', ['priority', 'created_at', 'id'])
+    op.create_index('ix_tickets_order', 'tickets', ['priority', sa.text('created_at DESC'), sa.text('id DESC'), 'status'])
 
     op.add_column('operators', sa.Column('role', sa.String(length=20), nullable=False, server_default='operator'))
     op.execute("UPDATE operators SET role = 'admin'")  # operators made before roles could do everything
