@@ -202,6 +202,22 @@ def drive(calls, call: SpokenCall, first: int, line: Line, caller_id: str, call_
 
 
 # -- the bench ---------------------------------------------------------------------------------------------------
+def remembered(transcribe, memo: dict):
+    """The worker's `transcribe`, decoding a recording once for the same arguments: the "before" and "after"
+    runs of a call share their name and problem recordings, and Whisper decodes at temperature 0 (the same
+    audio and hints give the same text), so the second decoding would only cost time on a shared machine."""
+    import hashlib
+
+    def run(source, *args, **kwargs):
+        data = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+        key = (hashlib.sha256(data).hexdigest(), repr(args), repr(sorted(kwargs.items())))
+        if key not in memo:
+            memo[key] = transcribe(source, *args, **kwargs)
+        return memo[key]
+
+    return run
+
+
 class Bench:
     def __init__(self, models_dir: Path | None, workers: int, tmp: Path):
         from channels.voice.build import make_calls
@@ -233,6 +249,9 @@ class Bench:
                 self.engines[lang] = f"{e.name} {Path(e.model).name}"
             except Exception as ex:  # noqa: BLE001 - reported, the bench goes on for the other languages
                 self.engines[lang] = f"none ({ex})"
+        memo: dict = {}
+        for w in self.workers:
+            w.transcriber.transcribe = remembered(w.transcriber.transcribe, memo)
         self.threads = [threading.Thread(target=w.run, args=(self.stop,), daemon=True) for w in self.workers]
         for t in self.threads:
             t.start()
@@ -338,8 +357,8 @@ def main() -> int:
               "festvox-kallpc16k festvox-us-slt-hts espeak-ng sox)", file=sys.stderr)
         return 2
     calls = [c for c in load_set() if (not args.lang or c.lang in args.lang) and (not args.only or c.id in args.only.split(","))]
-    if args.limit:
-        calls = [c for lang in LANGUAGES for c in [x for x in calls if x.lang == lang][: args.limit]]
+    per_lang = [[x for x in calls if x.lang == lang][: args.limit or None] for lang in LANGUAGES]
+    calls = [c for i in range(max(map(len, per_lang))) for group in per_lang for c in group[i : i + 1]]  # languages in turn
     line = Line(snr_db=args.snr, noise=args.noise)
     print(f"synthesising {len(calls)} calls' answers …", file=sys.stderr)
     for c in calls:
@@ -351,6 +370,17 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="calls-bench-"))
     bench = Bench(args.models_dir, args.workers, tmp)
     outcomes: list[Outcome] = []
+
+    def save() -> None:  # after every call: a bench stopped half-way still leaves its figures
+        table = summary(outcomes)
+        if args.json:
+            args.json.write_text(json.dumps({
+                "engines": bench.engines, "snr_db": args.snr, "noise": args.noise, "load": [load_before, loadavg()], "done": len(outcomes), "summary": table,
+                "calls": [{"id": o.call.id, "mode": o.mode, "voice": o.voice, "ticket": o.ticket, "fields": o.fields,
+                           "said_back": o.said_back, "name_ok": o.name_ok, "asset_ok": o.asset_ok, "anomaly_ok": o.anomaly_ok,
+                           "seconds": o.seconds, "error": o.error} for o in outcomes],
+            }, ensure_ascii=False, indent=1))
+
     try:
         for i, c in enumerate(calls):
             first = i % 2  # half the calls start with each voice
@@ -363,17 +393,11 @@ def main() -> int:
                       + (f" ERROR {o.error}" if o.error else ""), file=sys.stderr)
                 if args.verbose:
                     print(f"        anomaly={o.value('anomaly')!r}", file=sys.stderr)
+                save()
     finally:
         bench.close()
     table = summary(outcomes)
     print_table(table, bench.engines, (load_before, loadavg()))
-    if args.json:
-        args.json.write_text(json.dumps({
-            "engines": bench.engines, "snr_db": args.snr, "noise": args.noise, "load": [load_before, loadavg()], "summary": table,
-            "calls": [{"id": o.call.id, "mode": o.mode, "voice": o.voice, "ticket": o.ticket, "fields": o.fields,
-                       "said_back": o.said_back, "name_ok": o.name_ok, "asset_ok": o.asset_ok, "anomaly_ok": o.anomaly_ok,
-                       "seconds": o.seconds, "error": o.error} for o in outcomes],
-        }, ensure_ascii=False, indent=1))
     return 0
 
 
