@@ -340,3 +340,13 @@ def test_no_input_crashes_the_spoken_steps():
 @pytest.mark.parametrize("said, tag", [("prt hp undici", "PR-11"), ("prt ky 31", "PR-31"), ("urp-pc-04", "WS-3302"), ("ws 3301", "WS-3301")])
 def test_an_identifier_said_with_pauses_or_in_words(said, tag):
     assert UNSEEN.match_asset(said).asset.tag == tag
+
+
+def test_the_kind_of_thing_counts_wherever_it_stands_in_the_name():
+    d = Directory(assets=[
+        DirAsset(1, "A-1", "HP LaserJet stampante", "hardware", (), None, None, "low", "Sede piano terra"),
+        DirAsset(2, "A-2", "Kyocera TASKalfa stampante", "hardware", (), None, None, "low", "Sede primo piano"),
+    ])
+    assert d.match_asset("la stampante del pianterreno").asset.tag == "A-1"
+    assert d.match_asset("the printer on the first floor").asset.tag == "A-2"
+    assert d.match_asset("l'imprimante du rez-de-chaussée").asset.tag == "A-1"

@@ -15,7 +15,7 @@ from rapidfuzz import fuzz, process
 
 from .contact import normalise_phone
 from .text import fold
-from .vocabulary import canonical, spoken_numbers
+from .vocabulary import KINDS, canonical, spoken_numbers
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +175,8 @@ class Directory:
         self._numbers: dict[int, list[int]] = {}
         df: dict[str, int] = {}
         for i, a in enumerate(self.assets):
-            kinds = {w.split()[0] for w in (asset_words(n) for n in (a.name, *a.aliases)) if w}
+            named = [w for w in (asset_words(n) for n in (a.name, *a.aliases)) if w]
+            kinds = {w.split()[0] for w in named} | {t for w in named for t in w.split() if t in KINDS}
             places = _places(asset_words(a.name)) | _places(asset_words(a.location or ""))
             self._kinds[i], self._place_of[i] = kinds, places - kinds
             for k in kinds:

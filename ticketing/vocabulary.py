@@ -199,7 +199,13 @@ SYNONYMS: tuple[str, ...] = (
     "rete wireless|wifi|wi fi|wireless|wlan|reseau sans fil|sans fil",
     "proiettore|videoproiettore|projecteur|videoprojecteur|projector|beamer",
     "piano|etage|floor|level",
-    "piano terra|rez de chaussee|ground floor",
+    "piano terra|pianoterra|pianterreno|piano terreno|rez de chaussee|ground floor",
+    "monitor|schermo|ecran|screen|display",
+    "tastiera|clavier|keyboard",
+    "mouse|souris",
+    "server|serveur",
+    "tablet|tablette",
+    "badge|lettore badge|badge reader|lecteur de badge|rilevatore presenze|timbratrice",
     "stanza|room|chambre",
     "ufficio|uffici|bureau|bureaux|office|offices",
     "sportello|guichet|counter|front desk|desk",
@@ -218,6 +224,14 @@ SYNONYMS: tuple[str, ...] = (
     "sistema informativo territoriale|systeme d information territoriale|gis",
     "personale|personnel|staff|human resources|ressources humaines|risorse umane",
     "stipendi|paie|payroll|salaires|salaries",
+)
+
+
+# Words that say what kind of thing an asset is, wherever they stand in its name ("HP LaserJet stampante"):
+# with a place, they find it ("la stampante del primo piano").
+KINDS = frozenset(
+    "stampante fotocopiatrice multifunzione pc portatile telefono telefono_fisso proiettore scanner monitor tastiera "
+    "mouse server tablet badge router switch modem cellulare smartphone plotter".split()
 )
 
 
