@@ -207,6 +207,7 @@ def worker_from_core(core, index: int = 0, engine: str | None = None, lease_seco
         core.intake.directory.get,
         lease_seconds=settings.lease_seconds,
         backoff_seconds=settings.backoff_seconds,
+        pipeline=core.intake.pipeline,  # a call's answers go through the configured extraction steps
     )
     models_dir = settings.models_dir or (core.config.storage.data_dir / "models")
     cache: dict = {}
