@@ -2,13 +2,14 @@
 the asset question, with no hints, as `hotwords` and as the initial prompt.
 
     .venv/bin/python bench/stt_bias.py [--models-dir DIR] [--languages it,fr,en] [--limit N] [--modes off,hotwords,prompt]
-    .venv/bin/python bench/stt_bias.py quick [--calls 4] [--runs 20]   # the IVR's at-once transcription, p95
+    .venv/bin/python bench/stt_bias.py quick [--calls 4] [--runs 5] [--ways window-1,full-1]   # the IVR's at-once transcription
 
 Clips are synthesised here (espeak-ng, one voice per language that the IVR prompts do not use) from
 config/users.csv and config/assets.csv: "Mi chiamo <name>" / "Je m'appelle <name>" / "My name is <name>", and
 "Ho un problema con <asset>" / "J'ai un problème avec <asset>" / "I have a problem with <asset>", then
 passed through G.711 µ-law at 8 kHz (ffmpeg) as a phone line carries them. A clip is right when every word of
-the expected name is in the transcript (lower case, accents and punctuation removed). Whisper base
+the expected name is in the transcript (lower case, accents and punctuation removed); for names the directory
+does not know ("unknown"), right means no directory name appears in the transcript. Whisper base
 (`models install --defaults`), int8, beam 5, one thread. Figures go to BENCHMARKS.md with the load average.
 """
 
@@ -32,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 VOICES = {"it": "it+m3", "fr": "fr+f2", "en": "en-gb+m4"}
 NAME = {"it": "Mi chiamo {}", "fr": "Je m'appelle {}", "en": "My name is {}"}
+# Callers the directory does not know: hints must not turn them into someone it knows.
+UNKNOWN = ["Sergio Colombo", "Elena Fumagalli", "Pierre Dubois", "Nadia Cattaneo", "Walter Brunet", "Ilaria Mancuso"]
 ASSET = {"it": "Ho un problema con {}", "fr": "J'ai un problème avec {}", "en": "I have a problem with {}"}
 
 
@@ -58,7 +61,8 @@ def clips(languages: list[str], limit: int | None, work: Path) -> list[dict]:
         assets = [r["name"] for r in csv.DictReader(f)]
     out = []
     for lang in languages:
-        for question, names, template in (("name", users, NAME[lang]), ("asset", assets, ASSET[lang])):
+        for question, names, template in (("name", users, NAME[lang]), ("asset", assets, ASSET[lang]),
+                                          ("unknown", UNKNOWN, NAME[lang])):
             for i, name in enumerate(names[:limit]):
                 path = line(template.format(name), lang, work / f"{lang}-{question}-{i}.wav")
                 out.append({"language": lang, "question": question, "expected": name, "path": path})
@@ -83,10 +87,12 @@ def cmd_bias(args) -> dict:
         for item in items:
             engine = t.engine(item["language"])
             engine.hints = mode if mode != "off" else "off"
-            phrases = users if item["question"] == "name" else assets
+            phrases = assets if item["question"] == "asset" else users
             grammar = engine.grammar(phrases) if mode != "off" else None
             text = t.transcribe(item["path"], item["language"], grammar).text
             right = set(words(item["expected"])) <= set(words(text))
+            if item["question"] == "unknown":  # right: no directory name put in the caller's mouth
+                right = not any(set(words(u)) <= set(words(text)) for u in users)
             key = f"{mode}/{item['language']}/{item['question']}"
             r = results.setdefault(key, {"right": 0, "n": 0, "misses": []})
             r["n"] += 1
@@ -109,23 +115,26 @@ def cmd_quick(args) -> dict:
         assets = [r["name"] for r in csv.DictReader(f)]
     work = Path(tempfile.mkdtemp(prefix="stt-quick-"))
     # ~5 s answers: a description, a pause, the asset's name
-    answers = [line(f"Allora, ho un problema con {a}, da stamattina non funziona più", "it", work / f"q{i}.wav") for i, a in enumerate(assets[:8])]
+    answers = [line(f"Allora, ho un problema con {a}, da stamattina non funziona più", "it", work / f"q{i}.wav") for i, a in enumerate(assets)]
     out = {}
-    for beam in [int(b) for b in args.beams.split(",")]:
+    for how in args.ways.split(","):
+        beam, window = int(how.split("-")[1]), how.startswith("window")
         settings = SttSettings(models_dir=models_dir, whisper_threads=1)
-        q = quick_transcriber(settings, "it", models_dir, beam_size=beam)
+        q = quick_transcriber(settings, "it", models_dir, beam_size=beam, window=window)
         q.transcribe(answers[0], hints=assets)  # warm
         waits: list[float] = []
         durations = []
+        hits = []
         lock = threading.Lock()
 
         def caller(k: int) -> None:
             for r in range(args.runs):
-                path = answers[(k + r) % len(answers)]
+                i = (k + r) % len(answers)
                 start = time.perf_counter()
-                q.transcribe(path, hints=assets)
+                text, _ = q.transcribe(answers[i], hints=assets)
                 with lock:
                     waits.append(time.perf_counter() - start)
+                    hits.append(set(words(assets[i])) <= set(words(text)))
 
         for p in answers:
             import wave
@@ -134,16 +143,22 @@ def cmd_quick(args) -> dict:
                 durations.append(w.getnframes() / w.getframerate())
         threads = [threading.Thread(target=caller, args=(k,)) for k in range(args.calls)]
         load = open("/proc/loadavg").read().split()[:3]
+        cpu0 = time.process_time()
         for th in threads:
             th.start()
         for th in threads:
             th.join()
+        # CPU seconds per answer: on a shared machine the wall-clock wait mostly measures the others' load; with
+        # 2 free cores, 4 answers arriving together are done after about 4 x cpu / 2.
+        cpu = (time.process_time() - cpu0) / len(waits)
         waits.sort()
         p95 = waits[max(0, int(round(0.95 * len(waits))) - 1)]
-        out[f"beam {beam}"] = {"p95": round(p95, 2), "median": round(statistics.median(waits), 2), "n": len(waits),
-                               "answer_seconds": round(statistics.mean(durations), 1), "load": load}
-        print(f"quick, whisper {Path(q.model).name} beam {beam}, {args.calls} calls at once: p95 {p95:.2f} s, median "
-              f"{statistics.median(waits):.2f} s over {len(waits)} answers of {statistics.mean(durations):.1f} s; load {' '.join(load)}")
+        out[how] = {"asset_right": f"{sum(hits)}/{len(hits)}", "p95": round(p95, 2), "median": round(statistics.median(waits), 2), "n": len(waits),
+                               "answer_seconds": round(statistics.mean(durations), 1), "load": load,
+                               "cpu_per_answer": round(cpu, 2), "wait_on_2_free_cores": round(cpu * args.calls / 2, 2)}
+        print(f"quick {how}, whisper {Path(q.model).name}, asset named right {sum(hits)}/{len(hits)}, {args.calls} calls at once: p95 {p95:.2f} s, median "
+              f"{statistics.median(waits):.2f} s over {len(waits)} answers of {statistics.mean(durations):.1f} s; load {' '.join(load)}; "
+              f"{cpu:.2f} CPU s per answer")
     return out
 
 
@@ -158,7 +173,7 @@ def main() -> None:
     q = sub.add_parser("quick")
     q.add_argument("--calls", type=int, default=4)
     q.add_argument("--runs", type=int, default=5)
-    q.add_argument("--beams", default="1,5")
+    q.add_argument("--ways", default="window-1,full-1", help="window-B: the answer-long encoder window, beam B; full-B: the padded 30 s")
     args = ap.parse_args()
     if args.cmd is None:
         args = ap.parse_args(["bias", *sys.argv[1:]])

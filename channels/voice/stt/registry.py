@@ -139,11 +139,12 @@ class Quick(NamedTuple):
 class QuickTranscriber:
     """One short answer transcribed now, while the caller waits on the line (the IVR reads back the asset it
     understood). The engine is loaded once per process and shared by every call; Whisper decodes greedily
-    (beam 1) with the expected phrases as hints and runs up to `parallel` answers at once; Vosk decodes
-    against a grammar of the hints, then freely when nothing of it was heard."""
+    (beam 1) with the expected phrases as hints, over a window as long as the answer (`WhisperEngine.quick`;
+    `window=False`: the usual padded 30 s), and runs up to `parallel` answers at once; Vosk decodes against a
+    grammar of the hints, then freely when nothing of it was heard."""
 
-    def __init__(self, engine: Engine, silence_floor: float, beam_size: int):
-        self.engine, self.silence_floor, self.beam_size = engine, silence_floor, beam_size
+    def __init__(self, engine: Engine, silence_floor: float, beam_size: int, window: bool = True):
+        self.engine, self.silence_floor, self.beam_size, self.window = engine, silence_floor, beam_size, window
         self.model, self.language = engine.model, engine.language
 
     def transcribe(self, source, hints: Sequence[str] = ()) -> Quick:
@@ -162,6 +163,8 @@ class QuickTranscriber:
             except EngineError:  # no hint in the model's vocabulary: decode freely
                 grammar = None
         if self.engine.name == "whisper":
+            if self.window:
+                return Quick(*self.engine.quick(a.pcm, grammar, beam_size=self.beam_size))
             t = self.engine.transcribe(a.pcm, grammar, beam_size=self.beam_size, word_timestamps=False)
         else:
             t = self.engine.transcribe(a.pcm, grammar)
@@ -175,14 +178,14 @@ _quick_lock = threading.Lock()
 
 
 def quick_transcriber(settings: SttSettings | None, language: str, models_dir: Path | None = None, *,
-                      beam_size: int = 1, parallel: int | None = None) -> QuickTranscriber:
+                      beam_size: int = 1, parallel: int | None = None, window: bool = True) -> QuickTranscriber:
     """The process's at-once transcriber for `language` (built on first use, then reused): the model
     `choose()` picks for the language. Raises EngineError when the language has no model."""
     settings = settings or SttSettings()
     models_dir = models_dir if models_dir is not None else settings.models_dir
     info = choose(language, settings, models_dir)
     parallel = parallel or max(1, min(4, os.cpu_count() or 1))
-    key = (info.engine, info.path, language, beam_size, parallel)
+    key = (info.engine, info.path, language, beam_size, parallel, window)
     with _quick_lock:
         if key not in _quick:
             if info.engine == "whisper":
@@ -191,5 +194,5 @@ def quick_transcriber(settings: SttSettings | None, language: str, models_dir: P
                                                       num_workers=parallel)
             else:
                 engine = build(info, language, settings)
-            _quick[key] = QuickTranscriber(engine, settings.silence_floor_dbfs, beam_size)
+            _quick[key] = QuickTranscriber(engine, settings.silence_floor_dbfs, beam_size, window)
         return _quick[key]
