@@ -198,6 +198,7 @@ def test_kamailio_answers_on_the_public_port_for_the_workers(gateway):
     assert "helpdesk-gateway (kamailio)" in reply
     assert sorted(gateway.procs) == list(range(WORKERS))
     assert all(p.returncode is None for p in gateway.procs.values())
+    assert gateway.ready()  # what /readyz reports: the workers listen and Kamailio runs
 
 
 def test_kamailio_relays_in_dialog_requests_only_to_the_workers(gateway):

@@ -158,8 +158,15 @@ class SipWorkers:
         self.procs[index] = proc
         self.listening.pop(index, None)
         self.started_at[index] = time.monotonic()
+        line = b""
+        deadline = time.monotonic() + START_TIMEOUT
         try:
-            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT)
+            while not line.startswith(b"ready"):  # anything a library printed before it is passed on
+                if line:
+                    log.info("SIP worker %d: %s", index, line.decode(errors="replace").rstrip())
+                line = await asyncio.wait_for(proc.stdout.readline(), max(0.1, deadline - time.monotonic()))
+                if not line:
+                    break  # it exited
         except asyncio.TimeoutError:
             line = b""
         if not line.startswith(b"ready"):
