@@ -52,11 +52,14 @@ class Queries:
         if filters.organisation:
             from .organisations import Organisation
 
-            q = q.where(Ticket.organisation_id.in_(select(Organisation.id).where(func.lower(Organisation.name) == filters.organisation.strip().lower())))
+            # An equality with a scalar subquery (not IN): the planner then reads the organisation's own index in order.
+            org = select(Organisation.id).where(func.lower(Organisation.name) == filters.organisation.strip().lower()).limit(1)
+            q = q.where(Ticket.organisation_id == org.scalar_subquery())
         if filters.group == "-":
             q = q.where(Ticket.group_id.is_(None))
         elif filters.group:
-            q = q.where(Ticket.group_id.in_(select(SupportGroup.id).where(func.lower(SupportGroup.name) == filters.group.strip().lower())))
+            group = select(SupportGroup.id).where(func.lower(SupportGroup.name) == filters.group.strip().lower()).limit(1)
+            q = q.where(Ticket.group_id == group.scalar_subquery())
         if filters.mine:
             q = q.where(Ticket.group_id.in_(select(GroupMember.group_id).where(GroupMember.username == filters.mine)))
         if filters.asset:
