@@ -61,7 +61,7 @@ class SipLimitSettings(Section):
     ban_after: int = Field(20, ge=1, description="attempts refused in a row for going too fast before the source is banned")
     ban_seconds: int = Field(60, ge=1, description="how long a banned source gets 403")
     exempt: list[str] = Field(default_factory=list, description="addresses no limit applies to (the PBX, the trunk)")
-    refuse_after_seconds: float = Field(1.0, ge=0, le=10, description="a refused INVITE keeps its call slot this long before its answer (so a flood cannot churn pjlib's sockets)")
+    refuse_after_seconds: float = Field(1.0, ge=0, le=10, description="past 10 refusals a second, a refused INVITE keeps its call slot this long before its answer (so a flood cannot churn pjlib's sockets)")
     proxy: str | None = Field(None, description="set by the supervisor: the address of Kamailio, whose header names the source")
 
 

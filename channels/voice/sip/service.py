@@ -42,6 +42,7 @@ from .limits import SourceLimits
 from .media import PromptFiles, caller_id
 
 log = logging.getLogger("channels.voice.sip")
+INSTANT_REFUSALS = 10  # refusals a second answered at once (~40 sockets opened and closed a second: safe)
 
 
 class Serial:
@@ -117,6 +118,7 @@ class SipService:
         self.limits = SourceLimits(_with_registrar_exempt(settings.sip))  # pjsua2 thread only
         self._refused: set = set()  # RefusedCall objects until pjsua is done with them; pjsua2 thread only
         self.refusals = 0
+        self._recent_refusals: list[float] = []
         self._refusal_log = Throttled(log, every=10.0)
 
     def local_calls(self) -> list[Calls]:
@@ -177,12 +179,17 @@ class SipService:
         if refusal is not None:  # cheap: no IVR, no thread, no log line per INVITE
             call = RefusedCall(account, pj_call_id, self._refused.discard)
             self._refused.add(call)
-            # Answered after a pause that keeps its call slot: pjsua opened two media sockets for it already,
-            # and pjlib keeps a closed one for 500 ms out of 64. Refused at once, a flood would churn sockets
-            # faster than that and pjlib would abort the process; held, the slots are full and pjsua turns the
-            # rest away itself (486) before any socket is opened.
-            self.pj.call_later(self.settings.sip.limits.refuse_after_seconds,
-                               lambda: call.refuse(refusal.code, refusal.reason, refusal.retry_after))
+            # pjsua opened two media sockets for it already, and pjlib keeps a closed one 500 ms out of 64:
+            # refused at once, a flood would churn sockets faster than that and pjlib would abort the process.
+            # So past a few refusals a second, a refusal is answered after a pause that keeps its call slot:
+            # the slots fill and pjsua turns the rest away itself (486) before opening any socket.
+            now = time.monotonic()
+            self._recent_refusals = [t for t in self._recent_refusals if now - t < 1.0][-INSTANT_REFUSALS:] + [now]
+            if len(self._recent_refusals) > INSTANT_REFUSALS:
+                self.pj.call_later(self.settings.sip.limits.refuse_after_seconds,
+                                   lambda: call.refuse(refusal.code, refusal.reason, refusal.retry_after))
+            else:
+                call.refuse(refusal.code, refusal.reason, refusal.retry_after)
             self.refusals += 1
             self._refusal_log.warning((refusal.code, source), "SIP: %s from %s refused (%s)", refusal.code, source, refusal.reason)
             return
