@@ -257,6 +257,12 @@ class OutboxSender:
                         "(HELPDESK_GATEWAY__EMAIL__ACK__RELAY_HOST / __RELAY_PORT)", NO_RELAY)
         else:
             log.info("outgoing mail through the relay %s", self.relay)
+            try:  # a relay (newly) configured: what waited, or waits out a backoff, goes now
+                waiting = self.outbox.retry_now()
+                if waiting:
+                    log.info("outbox: %d mail(s) waiting, sending them now", waiting)
+            except Exception:  # noqa: BLE001 - the database is away: the sender's loop retries anyway
+                log.exception("outbox: could not look at what waits")
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="email-outbox", daemon=True)
         self._thread.start()
