@@ -47,6 +47,7 @@ class Metrics:
         self.smtp_replies = Counter("helpdesk_smtp_replies", "SMTP replies sent by the receiver, by class (2xx, 4xx, 5xx)",
                                     ["class"], registry=r)
         self.info = Gauge("helpdesk_build_info", "The running version", ["version"], registry=r)
+        self.info.labels(_version()).set(1)
 
     def counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
         """A counter of another module (`helpdesk_…`), registered once."""
@@ -210,5 +211,10 @@ def _calls_in_progress(spool: Path) -> int:
         return 0
 
 
-def observe_smtp(metrics: Metrics) -> Callable[[str], None]:
-    return metrics.smtp_reply
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("helpdesk-gateway")
+    except PackageNotFoundError:
+        return "unknown"
