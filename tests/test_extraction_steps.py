@@ -350,3 +350,10 @@ def test_the_kind_of_thing_counts_wherever_it_stands_in_the_name():
     assert d.match_asset("la stampante del pianterreno").asset.tag == "A-1"
     assert d.match_asset("the printer on the first floor").asset.tag == "A-2"
     assert d.match_asset("l'imprimante du rez-de-chaussée").asset.tag == "A-1"
+
+
+@pytest.mark.parametrize("garbled", ["vi chiaro ma dire lo sì", "non lo so", "yes it is", "oui c'est ça"])
+def test_a_garbled_name_answer_names_nobody(garbled):
+    assert spoken_name(garbled) is None
+    c = Contact(channel=Channel.VOICE, external_id="c-garbled", answers={"name": Answer(garbled, "transcript", 0.3)})
+    assert extract(c, UNSEEN, ("clean_text", "identify_reporter")).fields["reporter_name"].value is None

@@ -152,6 +152,8 @@ def spoken_name(text: str, directory: Directory | None = None) -> SpokenName | N
                 break
             cut.append(w)
         name = " ".join(cut[:4])
+        if any(fold(w) in _FUNCTION_WORDS for w in cut[:4]):
+            return None  # words no name is made of: a garbled transcript ("vi chiaro ma dire lo sì"), not a name
     if department:
         department = _OFFICE_WORDS.sub("", department.strip(" ,.")).strip() or None
     name = " ".join("-".join(p[:1].upper() + p[1:] for p in w.split("-")) for w in name.split())
@@ -160,7 +162,12 @@ def spoken_name(text: str, directory: Directory | None = None) -> SpokenName | N
     return SpokenName(name, department)
 
 
-_PRONOUNS = frozenset("io me moi lui lei him her myself sempre io stesso".split())
+_FUNCTION_WORDS = frozenset(
+    "ma lo che non si no ho ha e il un una per con mi ti vi ci gli sì perché quando come "
+    "et est pas les une pour avec je tu il elle ne que qui oui mais "
+    "the and is not to of it yes but with for have has my".split()
+)
+_PRONOUNS = frozenset("io me moi lui lei him her myself sempre io stesso ca cela ok okay bene nessuno personne nobody".split())
 _TITLE = re.compile(r"^(?:(?:dott|dr|ing|avv|geom|rag|arch|prof|sig|mr|mrs|ms)\.?(?:ssa|ra|a)?\.?\s+)+", re.I)
 _CAP_NAME_RE = re.compile(rf"^({_CAP_NAME})\b")
 _SIG_NAME = re.compile(rf"^({_CAP_NAME})$")
