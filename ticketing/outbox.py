@@ -259,12 +259,18 @@ class Outbox:
     def sent_many(self, mails: list[OutgoingMail]) -> int:
         """`sent` for several mails in one commit; returns how many this sender still held."""
         done = 0
+        if not mails:
+            return 0
+        attempts = {m.id: (m.owner, m.attempt) for m in mails}
         with self.sessions() as s, s.begin():
             now = utcnow()
-            for mail in mails:
-                row = self._held(s, mail)
-                if row is None:
-                    continue
+            rows = s.scalars(
+                select(OutboxMail).where(OutboxMail.id.in_(list(attempts)), OutboxMail.status == SENDING)
+                .order_by(OutboxMail.id).with_for_update()
+            ).all()
+            for row in rows:
+                if (row.lease_owner, row.attempts) != attempts[row.id]:
+                    continue  # the lease was lost: another sender has this mail now
                 row.status, row.sent_at, row.lease_owner, row.lease_until = SENT, now, None, None
                 if row.ticket_id is not None:
                     if row.message_id is None:
