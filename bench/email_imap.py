@@ -39,9 +39,9 @@ def main() -> None:
     from channels.email.dovecot import Dovecot
     from channels.email.imap import ImapFetcher
     from channels.email.settings import ImapMailbox
-    from email_smtp import make_mail
+    from _mail import realistic_mail as make_mail
     from gateway.app import build_core, seed_directory
-    from tests.conftest import make_config
+    from _mail import make_config
     from ticketing.models import Ticket
 
     tmp = Path(tempfile.mkdtemp(prefix="hd-bench-imap-"))

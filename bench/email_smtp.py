@@ -1,7 +1,14 @@
 """Bench: N concurrent SMTP clients on loopback against the email channel's receiver; committed tickets per
-second and the time from the end of DATA to the 250 (p50, p99).
+second and the time from the end of DATA to the 250 (p50, p99), against the floor measured in the same run.
 
     .venv/bin/python bench/email_smtp.py [--clients 20] [--mails 4000] [--db sqlite|URL] [--workers 2]
+    .venv/bin/python bench/email_smtp.py --big 29 --mails 20 --clients 20   # peak RSS under 20 large mails
+
+The mails are `_mail.realistic_mail` (trace headers, HTML alternative, quoted reply, signature, attachments);
+`--corpus simple` gives the older one-part mails. `floor_mails_per_s` is `_mail.floor()` over the same mails
+(stdlib parse, raw bytes fsynced, batched SQLite commits), and `ratio_to_floor` the gateway's share of it.
+With `--big`, each client sends large mails (answered 250, or 451 4.3.1 and retried as an MTA does) and the
+gateway's resident memory (its process and parse workers together) is sampled every 50 ms: `peak_rss_mib`.
 
 The gateway runs in its own process (as `helpdesk-gateway serve` would), on a fresh SQLite database (WAL,
 synchronous=FULL) in a temporary directory unless --db names a PostgreSQL URL; the clients are asyncio
@@ -25,6 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _mail import big_mail, floor, free_port, make_config, realistic_mail  # noqa: E402
 
 USERS = [
     ("Mario Rossi", "mario.rossi@regione.example.it"),
@@ -62,8 +72,6 @@ def serve(data_dir: str, url: str, port: int, workers: int) -> None:
     from channels.email.plugin import load
     from channels.email.settings import EmailSettings
     from gateway.app import build_core, channel_context, seed_directory
-    from tests.conftest import make_config
-
     # BENCH_OUTBOX=off: no acknowledgement queued in the intake transaction (the figure before the outbox).
     outbox = {"email__ack__enabled": "false"} if os.environ.get("BENCH_OUTBOX") == "off" else {}
     core = build_core(make_config(Path(data_dir), url, **outbox))
@@ -91,6 +99,9 @@ def serve(data_dir: str, url: str, port: int, workers: int) -> None:
 
 
 # -- the clients --------------------------------------------------------------------------------------------
+RETRIES: list[str] = []
+
+
 async def client(port: int, mails: list[bytes], latencies: list[float], failures: list[str]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
 
@@ -115,6 +126,18 @@ async def client(port: int, mails: list[bytes], latencies: list[float], failures
         t0 = time.perf_counter()
         r = await reply()
         latencies.append(time.perf_counter() - t0)
+        while r.startswith("451 4.3.1"):  # too much in flight: the MTA tries again a little later
+            RETRIES.append(r)
+            await asyncio.sleep(0.5)
+            writer.write(b"MAIL FROM:<sender@regione.example.it>\r\nRCPT TO:<assistenza@example.org>\r\nDATA\r\n")
+            await writer.drain()
+            replies = [await reply() for _ in range(3)]
+            if not replies[-1].startswith("354"):
+                r = replies[-1]
+                continue
+            writer.write(mail + b".\r\n")
+            await writer.drain()
+            r = await reply()
         if not r.startswith("250"):
             failures.append(r)
     writer.write(b"QUIT\r\n")
@@ -122,13 +145,55 @@ async def client(port: int, mails: list[bytes], latencies: list[float], failures
     writer.close()
 
 
-async def run_clients(port: int, n_clients: int, n_mails: int) -> tuple[float, list[float], list[str]]:
-    mails = [make_mail(n) for n in range(n_mails)]
+async def run_clients(port: int, n_clients: int, mails: list[bytes]) -> tuple[float, list[float], list[str]]:
     latencies: list[float] = []
     failures: list[str] = []
     t0 = time.perf_counter()
     await asyncio.gather(*(client(port, mails[k::n_clients], latencies, failures) for k in range(n_clients)))
     return time.perf_counter() - t0, latencies, failures
+
+
+class RssSampler:
+    """The peak of the summed resident memory of a process and its descendants, sampled from /proc."""
+
+    def __init__(self, pid: int, every: float = 0.05):
+        import threading
+
+        self.pid, self.every, self.peak = pid, every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _tree(self) -> list[int]:
+        out, todo = [self.pid], [self.pid]
+        while todo:
+            p = todo.pop()
+            for f in Path(f"/proc/{p}/task").glob("*/children"):
+                try:
+                    kids = [int(x) for x in f.read_text().split()]
+                except OSError:
+                    continue
+                out += kids
+                todo += kids
+        return out
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            total = 0
+            for p in self._tree():
+                try:
+                    for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1]) * 1024
+                except OSError:
+                    pass
+            self.peak = max(self.peak, total)
 
 
 def main() -> None:
@@ -138,13 +203,13 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--db", default="sqlite", help="sqlite, or a postgresql+psycopg:// URL of an empty database")
     ap.add_argument("--workers", type=int, default=2, help="parse worker processes")
+    ap.add_argument("--corpus", choices=("realistic", "simple"), default="realistic")
+    ap.add_argument("--big", type=float, default=0, help="send mails of this many MiB and report the peak RSS")
     ap.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         serve(args.serve[0], args.serve[1], int(args.serve[2]), int(args.serve[3]))
         return
-
-    from tests.conftest import free_port
 
     tmp = Path(tempfile.mkdtemp(prefix="hd-bench-smtp-"))
     url = f"sqlite:///{tmp / 'helpdesk.sqlite3'}" if args.db == "sqlite" else args.db
@@ -155,11 +220,22 @@ def main() -> None:
     )
     try:
         assert server.stdout.readline().strip() == "READY", "the gateway did not start"
-        asyncio.run(run_clients(port, args.clients, args.warmup))
-        elapsed, lat, failures = asyncio.run(run_clients(port, args.clients, args.mails))
+        make = realistic_mail if args.corpus == "realistic" else make_mail
+        if args.big:
+            args.warmup = 0
+            mails = [big_mail(n, args.big) for n in range(args.mails)]
+            sampler = RssSampler(server.pid)
+            sampler.start()
+        else:
+            asyncio.run(run_clients(port, args.clients, [make(n + 10**6) for n in range(args.warmup)]))
+            mails = [make(n) for n in range(args.mails)]
+        elapsed, lat, failures = asyncio.run(run_clients(port, args.clients, mails))
+        if args.big:
+            sampler.stop()
     finally:
         server.stdin.close()
         server.wait(60)
+    floor_rate = None if args.big else floor(mails, batch=args.clients)
     import resource
 
     # CPU seconds of the gateway (its process and parse workers, reaped on exit) and of the clients: what the
@@ -178,7 +254,13 @@ def main() -> None:
         "mails": args.mails,
         "db": "sqlite" if args.db == "sqlite" else "postgresql",
         "parse_workers": args.workers,
+        "corpus": f"big {args.big} MiB" if args.big else args.corpus,
+        "mean_mail_kib": round(sum(map(len, mails)) / len(mails) / 1024, 1),
         "mails_per_s": round(args.mails / elapsed, 1),
+        "floor_mails_per_s": round(floor_rate, 1) if floor_rate else None,
+        "ratio_to_floor": round(args.mails / elapsed / floor_rate, 2) if floor_rate else None,
+        "peak_rss_mib": round(sampler.peak / 2**20, 1) if args.big else None,
+        "retried_451": len(RETRIES),
         "p50_ms": round(statistics.median(lat) * 1000, 1),
         "p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 1),
         "gateway_cpu_ms_per_mail": round((gw.ru_utime + gw.ru_stime) * 1000 / (args.mails + args.warmup), 2),

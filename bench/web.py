@@ -68,7 +68,8 @@ def serve(workdir: str, port: int, key_file: str, ready, reuse_port: bool = Fals
     from channels.web.app import create_app
     from channels.web.settings import WebSettings
     from gateway.app import build_core, channel_context, seed_directory
-    from tests.conftest import make_config
+    sys.path.insert(0, str(ROOT / "bench"))
+    from _mail import make_config  # benches do not import tests/
     from ticketing.desk import Desk
 
     core = build_core(make_config(Path(workdir), f"sqlite:///{workdir}/helpdesk.sqlite3"))

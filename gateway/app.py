@@ -120,8 +120,10 @@ def build_core(config: Config, *, upgrade: bool = True) -> Core:
     sla = {k: SlaTarget(v.respond_minutes, v.resolve_minutes) for k, v in config.ticketing.sla.items()}
     lifecycle = Lifecycle(sla)
     lifecycle.organisations = Organisations(sessions, lifecycle.default_contract, ttl=config.directory.reload_seconds)
+    blobs = storage.BlobStore(data_dir / "blobs")
     intake = IntakeService(
         sessions,
+        flush_blobs=blobs.flush,
         directory=DirectoryCache(sessions, ttl=config.directory.reload_seconds),
         lifecycle=lifecycle,
         number_prefix=config.ticketing.number_prefix,
@@ -135,7 +137,7 @@ def build_core(config: Config, *, upgrade: bool = True) -> Core:
     outbox = build_outbox(config, sessions, intake)
     from .metrics import Metrics
 
-    return Core(config, engine, sessions, storage.BlobStore(data_dir / "blobs"), lifecycle, intake, desk, outbox=outbox,
+    return Core(config, engine, sessions, blobs, lifecycle, intake, desk, outbox=outbox,
                 metrics=Metrics())
 
 

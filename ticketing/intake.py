@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 from concurrent.futures import Future
-from typing import Iterable
+from typing import Callable, Iterable
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -138,6 +138,7 @@ class IntakeService:
         number_prefix: str = "HD",
         pipeline: tuple[str, ...] = DEFAULT_PIPELINE,
         max_batch: int = 64,
+        flush_blobs: Callable[[], None] | None = None,
     ):
         self.sessions = sessions
         self.directory = directory or DirectoryCache(sessions)
@@ -148,6 +149,9 @@ class IntakeService:
         # must exist exactly when the ticket does (the acknowledgement in the outbox, ticketing/acknowledge.py).
         self.on_created: list = []
         self.committer = GroupCommitter(self._commit_items, max_batch=max_batch)
+        # Called before each commit: blobs the channels wrote without an fsync of their own (BlobStore.put(sync=
+        # False)) become durable before any row refers to them, one flush for a whole batch.
+        self.flush_blobs = flush_blobs
 
     # -- the entry point -----------------------------------------------------------------------------------
     def submit(self, contact: Contact) -> IntakeResult:
@@ -194,6 +198,8 @@ class IntakeService:
         return self._commit([(c, x if x is not None else self.extract(c)) for c, x in items])
 
     def _commit(self, items: list[tuple[Contact, Extraction]]) -> list[IntakeResult]:
+        if self.flush_blobs is not None:
+            self.flush_blobs()
         results: list[IntakeResult] = []
         with self.sessions() as session, session.begin():
             for contact, x in items:
@@ -365,6 +371,8 @@ class IntakeService:
         Idempotent on `(channel, external_id)`; when the contact concerns a ticket (a bounce of our
         acknowledgement) the ticket gets an event that says so.
         """
+        if self.flush_blobs is not None:
+            self.flush_blobs()
         with self.sessions() as session, session.begin():
             existing = session.scalar(
                 select(Rejection.id).where(Rejection.channel == str(contact.channel), Rejection.external_id == contact.external_id)

@@ -313,7 +313,7 @@ def _attach(part: Message, ctype: str, w: _Walk) -> None:
         note = f"{len(data)} bytes, over the {w.max_attachment}-byte limit: not kept (the raw message has it)"
         w.attachments.append(Attachment(name, ctype[:127], None, note=note))
         return
-    ref = w.blobs.put(data) if w.blobs is not None else BlobRef(hashlib.sha256(data).hexdigest(), len(data))
+    ref = w.blobs.put(data, sync=False) if w.blobs is not None else BlobRef(hashlib.sha256(data).hexdigest(), len(data))
     defects = sorted({type(d).__name__ for d in getattr(part, "defects", ()) if "Base64" in type(d).__name__ or "Encod" in type(d).__name__})
     note = f"decoded despite defects: {', '.join(defects)}" if defects else None
     w.attachments.append(Attachment(name, ctype[:127], ref, note=note))

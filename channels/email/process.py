@@ -81,7 +81,9 @@ def prepare(
     `sender_check` (channels/email/auth.py) says whether the From: address is authenticated; `extractor`
     (`IntakePort.extractor()`), when given, extracts the ticket's fields here rather than on the commit path."""
     store = _store(blobs)
-    ref = store.put(raw)  # first: whatever happens next, the bytes are on disk
+    # First: whatever happens next, the bytes are on disk. Durable once the committer's group flush (one
+    # syncfs for the batch, before its commit) returned, so before any 250 (`BlobStore.flush`).
+    ref = store.put(raw, sync=False)
     received_at = received_at or datetime.now(timezone.utc)
     try:
         msg = load(raw)
