@@ -129,6 +129,9 @@ class Directory:
         self._index_places()
         self._aliases = aliases
         self._alias_list = list(aliases)
+        # The aliases near misses are looked for, fixed once per snapshot: each contact's candidate phrases are
+        # scored against all of them in one rapidfuzz.process.cdist call (C, no Python loop per alias).
+        self._fuzzy_aliases = [a for a in self._alias_list if len(a) >= 4]
         self._ident_re = self._alternation({_ident_pattern(k): k for k in idents})
         self._alias_re = self._alternation({re.escape(k): k for k in aliases})
         self._ident_lookup = {re.sub(r"[-_\s]", "", k): v for k, v in idents.items()}
@@ -276,16 +279,15 @@ class Directory:
         grams = [g for g in grams if len(g) >= 4]
         if not grams:
             return None
-        best: tuple[float, str] | None = None
-        for alias in self._alias_list:
-            if len(alias) < 4:
-                continue
-            hit = process.extractOne(alias, grams, scorer=fuzz.ratio, score_cutoff=85)
-            if hit and (best is None or hit[1] > best[0]):
-                best = (hit[1], alias)
-        if best is None:
+        if not self._fuzzy_aliases:
             return None
-        return AssetMatch(self._aliases[best[1]], round(0.8 * best[0] / 100, 2), "fuzzy", best[1])
+        scores = process.cdist(self._fuzzy_aliases, grams, scorer=fuzz.ratio, score_cutoff=85)
+        best = int(scores.max(axis=1).argmax())  # the first alias with the best score, as a loop would pick
+        score = float(scores[best].max())
+        if score < 85:
+            return None
+        alias = self._fuzzy_aliases[best]
+        return AssetMatch(self._aliases[alias], round(0.8 * score / 100, 2), "fuzzy", alias)
 
 
 def load_directory(session) -> Directory:
