@@ -287,3 +287,21 @@ def test_the_vendors_notice_reaches_an_smtp_sink_and_its_reply_threads_back(core
     t = desk.ticket(n)
     assert t.status == "new" and t.group == "Fornitore Protocollo"  # only an operator resolves it
     assert "4.2.1" in t.messages[-1].text and t.messages[-1].sender_email == "supporto@protocollo-fornitore.example.com"
+
+
+def test_sla_alerts_are_webhooks(sqlite_core, web_factory):
+    from channels.web.testing import WebhookReceiver
+
+    fast = dict(webhook_poll_seconds=0.05, webhook_retry_seconds=0.1, webhook_max_retry_seconds=0.5, webhook_timeout_seconds=5)
+    with WebhookReceiver() as sla_only:
+        w = web_factory(sqlite_core, webhooks=[{"url": sla_only.url, "secret": "s3cret-for-the-hooks-0123456789",
+                                                 "events": ["sla.warning", "sla.breached"]}], **fast)
+        lc = sqlite_core.lifecycle
+        base = datetime.now(timezone.utc)
+        lc.clock = lambda: base
+        n = report(sqlite_core, 30, text="Il wifi non funziona", sender=Sender("Ignoto", "x@usl.example.it")).ticket_number  # USL: 24x7
+        due = w.desk.ticket(n).respond_by
+        assert check(sqlite_core.sessions, lc, now=due + timedelta(seconds=1)) == 2  # the warning passed unseen, and the breach
+        got = sla_only.wait(2)
+        assert [h.json["event"] for h in got] == ["ticket.sla.warning", "ticket.sla.breached"]
+        assert got[1].json["data"]["target"] == "respond" and got[1].json["ticket"]["sla"]["breached"] is True

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-WEBHOOK_EVENTS = ("ticket.created", "ticket.updated", "ticket.escalated", "ticket.resolved")
+WEBHOOK_EVENTS = ("ticket.created", "ticket.updated", "ticket.escalated", "ticket.resolved", "ticket.sla.warning", "ticket.sla.breached")
 
 
 class WebhookSettings(BaseModel):

@@ -26,8 +26,10 @@ or none within the timeout, is retried after a wait that doubles from `webhook_r
 crash the last second's events may come again: deduplicate on the id). The failures in a row and the last
 error are kept on the URL's cursor row.
 
-`ticket.created`, `ticket.escalated` and `ticket.resolved` are the events of those kinds; every other change
-of a ticket (taken, closed, reopened, a field, a note, a message in or out) is `ticket.updated`. `ticket`
+`ticket.created`, `ticket.escalated` and `ticket.resolved` are the events of those kinds, `ticket.sla.warning`
+and `ticket.sla.breached` the SLA check's alerts (`data`: the target, respond or resolve, and its due time);
+every other change of a ticket (taken, waiting, resumed, assigned, closed, reopened, a field, a note, a message
+in or out) is `ticket.updated`. `ticket` carries the organisation, the group, whether it waits, and the SLA. `ticket`
 holds the ticket's header as it is when the event is sent; `data` what the event itself recorded.
 """
 
@@ -56,7 +58,8 @@ SIGNATURE_HEADER = "X-Helpdesk-Signature"
 TIMESTAMP_HEADER = "X-Helpdesk-Timestamp"
 EVENT_HEADER = "X-Helpdesk-Event"
 DELIVERY_HEADER = "X-Helpdesk-Delivery"
-_NAMED = {"created": "ticket.created", "escalated": "ticket.escalated", "resolved": "ticket.resolved"}
+_NAMED = {"created": "ticket.created", "escalated": "ticket.escalated", "resolved": "ticket.resolved",
+          "sla.warning": "ticket.sla.warning", "sla.breached": "ticket.sla.breached"}
 
 
 def event_name(kind: str) -> str:
