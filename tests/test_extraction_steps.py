@@ -357,3 +357,13 @@ def test_a_garbled_name_answer_names_nobody(garbled):
     assert spoken_name(garbled) is None
     c = Contact(channel=Channel.VOICE, external_id="c-garbled", answers={"name": Answer(garbled, "transcript", 0.3)})
     assert extract(c, UNSEEN, ("clean_text", "identify_reporter")).fields["reporter_name"].value is None
+
+
+def test_an_inflected_or_misspelt_word_meets_its_alias_only_when_nothing_matches_whole():
+    d = Directory(assets=[
+        DirAsset(1, "CART-1", "Cartografia comunale", "software", ("cartografia",), None, None, "low", "Cloud"),
+        DirAsset(2, "PRN-1", "Stampante", "hardware", (), None, None, "low", "Sede"),
+    ])
+    hit = d.match_asset("le cartografie non si aprono")
+    assert (hit.asset.tag, hit.how) == ("CART-1", "stem") and hit.confidence < 0.9
+    assert d.match_asset("la stampante non va").how == "alias"  # whole words first

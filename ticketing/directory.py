@@ -44,7 +44,7 @@ class DirAsset:
 class AssetMatch:
     asset: DirAsset
     confidence: float
-    how: str  # "identifier" | "alias" | "place" | "number" | "fuzzy"
+    how: str  # "identifier" | "alias" | "place" | "number" | "stem" | "fuzzy"
     matched: str
 
 
@@ -69,6 +69,17 @@ def asset_words(text: str) -> str:
     words as digits (ordinals after their noun), each synonym as its class's word, function words dropped.
     "l'imprimante du deuxième étage" and "la stampante del secondo piano" both give "stampante piano 2"."""
     return content_words(canonical(spoken_numbers(fold(text))))
+
+
+STEM = 6
+
+
+def stems(words: str) -> str:
+    """Long words cut to their first `STEM` letters, so inflections and near spellings meet: presenze /
+    présences, timbrature / timbratura, tributi / tributs. Class words ("telefono_fisso") and words with digits
+    stay whole. Used only when the whole words matched nothing, and less sure: "stampa" (it prints) meets
+    "stampante" too."""
+    return " ".join(w[:STEM] if len(w) > STEM and w.isalpha() else w for w in words.split())
 
 
 def _places(words: str) -> set[str]:
@@ -134,6 +145,10 @@ class Directory:
         self._fuzzy_aliases = [a for a in self._alias_list if len(a) >= 4]
         self._ident_re = self._alternation({_ident_pattern(k): k for k in idents})
         self._alias_re = self._alternation({re.escape(k): k for k in aliases})
+        self._stemmed: dict[str, DirAsset] = {}
+        for key, a in aliases.items():
+            self._stemmed.setdefault(stems(key), a)
+        self._stem_re = self._alternation({re.escape(k): k for k in self._stemmed})
         self._ident_lookup = {re.sub(r"[-_\s]", "", k): v for k, v in idents.items()}
 
     @staticmethod
@@ -214,18 +229,10 @@ class Directory:
             asset = self._ident_lookup.get(re.sub(r"[-_\s]", "", m.group(0)))
             if asset is not None:
                 return AssetMatch(asset, 0.9, "identifier", m.group(0))
-        alias_hit = None
-        if self._alias_re is not None:
-            found = [(m.group(0), self._aliases[m.group(0)]) for m in self._alias_re.finditer(words)]
-            if found:
-                # The asset named by the most specific alias (most words), then by the most mentions.
-                mentions: dict[str, int] = {}
-                for _, a in found:
-                    mentions[a.tag] = mentions.get(a.tag, 0) + 1
-                best_alias, best = max(found, key=lambda f: (len(f[0].split()), mentions[f[1].tag], len(f[0])))
-                alias_hit = AssetMatch(best, 0.9 if len(mentions) == 1 else 0.7, "alias", best_alias)
+        alias_hit = self._by_alias(self._alias_re, self._aliases, words, 0.9, 0.7, "alias") if self._alias_re is not None else None
         place_hit = self._by_place(words)
         if alias_hit is not None:
+            # An alias that only names the kind ("stampante") yields to a place said with its number ("piano 2").
             kind_only = " " not in alias_hit.matched
             if place_hit is not None and place_hit.asset.tag != alias_hit.asset.tag and kind_only and "#" in place_hit.matched:
                 return place_hit
@@ -234,9 +241,24 @@ class Directory:
             return place_hit
         if (hit := self._by_number(words)) is not None:
             return hit
+        if self._stem_re is not None and (hit := self._by_alias(self._stem_re, self._stemmed, stems(words), 0.7, 0.5, "stem")):
+            return hit
         if fuzzy and self._alias_list:
             return self._fuzzy(words)
         return None
+
+    @staticmethod
+    def _by_alias(pattern: re.Pattern, keys: dict[str, DirAsset], words: str, sure: float, torn: float, how: str) -> AssetMatch | None:
+        """The asset named by the most specific alias found (most words), then by the most mentions; `torn`
+        confidence when several assets are named."""
+        found = [(m.group(0), keys[m.group(0)]) for m in pattern.finditer(words)]
+        if not found:
+            return None
+        mentions: dict[str, int] = {}
+        for _, a in found:
+            mentions[a.tag] = mentions.get(a.tag, 0) + 1
+        best_alias, best = max(found, key=lambda f: (len(f[0].split()), mentions[f[1].tag], len(f[0])))
+        return AssetMatch(best, sure if len(mentions) == 1 else torn, how, best_alias)
 
     def _by_place(self, words: str) -> AssetMatch | None:
         """The asset of the kind named whose place tokens the text shares most (rarer tokens weigh more)."""

@@ -224,6 +224,9 @@ SYNONYMS: tuple[str, ...] = (
     "sistema informativo territoriale|systeme d information territoriale|gis",
     "personale|personnel|staff|human resources|ressources humaines|risorse umane",
     "stipendi|paie|payroll|salaires|salaries",
+    "presenze|presences|attendance|assenze|absences",
+    "timbrature|timbratura|pointages|pointage|badgeuse|clock in|clocking in",
+    "delibere|deliberazioni|deliberations|resolutions",
 )
 
 
