@@ -17,7 +17,7 @@ RUN python3 -m venv /tmp/build && /tmp/build/bin/pip wheel --no-cache-dir --no-d
 # -- 2. the image: that wheel installed into a venv, prompts and speech models baked in ---------------------------
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv ffmpeg espeak-ng kamailio ca-certificates curl \
+ && apt-get install -y --no-install-recommends python3 python3-venv ffmpeg espeak-ng kamailio ca-certificates curl postgresql-client \
  && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --home-dir /var/lib/helpdesk-gateway --no-create-home --uid 10001 helpdesk \
  && mkdir -p /var/lib/helpdesk-gateway && chown helpdesk: /var/lib/helpdesk-gateway
