@@ -279,3 +279,29 @@ def test_a_deactivated_operator_loses_their_sessions(web):
         assert desk_login(c).status_code == 401  # and cannot log in again
         web.core.desk.accounts.set_active(OPERATOR, True)
         assert desk_login(c).status_code in (200, 303)  # reactivated: a fresh login, the old session stays ended
+
+
+def test_assigning_from_the_desk_names_an_active_operator_and_a_specialist_is_refused_other_groups(web):
+    """Issue 12 §3 through the desk pages: 422 for someone who is no active operator, 403 for a role that may not."""
+    from ticketing.groups import set_member
+
+    web.desk.accounts.set_role(OPERATOR, "supervisor")
+    web.desk.accounts.add("reti", "Reti", "password lunga 1", role="specialist")
+    set_member(web.core.sessions, "Reti", "reti")
+    number = submit(web, "<assign-1@x>", text="Il protocollo informatico è fermo").ticket_number
+    with httpx.Client(base_url=web.url) as c:
+        desk_login(c)
+        csrf = form_fields(c.get(f"/desk/tickets/{number}").text)["csrf"]
+        nobody = c.post(f"/desk/tickets/{number}/assign", data={"csrf": csrf, "assignee": "someone-who-does-not-exist"})
+        assert nobody.status_code == 422 and "not an active operator" in nobody.text
+        ok = c.post(f"/desk/tickets/{number}/assign", data={"csrf": csrf, "group": "Applicativi"})
+        assert ok.status_code == 303
+        assert web.desk.ticket(number).group == "Applicativi"
+    with httpx.Client(base_url=web.url) as c:
+        desk_login(c, "reti", "password lunga 1")
+        page_html = c.get(f"/desk/tickets/{number}").text
+        assert 'id="cannot-act"' in page_html and "their groups" in page_html
+        assert number not in c.get("/desk/").text  # not in a specialist's queue: not their group
+        csrf = form_fields(page_html)["csrf"]
+        refused = c.post(f"/desk/tickets/{number}/take", data={"csrf": csrf})
+        assert refused.status_code == 403 and "their groups" in refused.text

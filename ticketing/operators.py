@@ -232,6 +232,8 @@ class Accounts:
                 record(s, "login.throttled", "-", username, source, wait=wait)
                 return LoginResult(None, wait)  # even with the right password: the pair waits its turn
             if not good:
+                # Pairs quiet for a day are forgotten, so guessing from many addresses cannot grow the table for good.
+                s.execute(delete(LoginThrottle).where(LoginThrottle.last_at < now - timedelta(days=1)))
                 if throttle is None:
                     throttle = LoginThrottle(key=key, failures=0)
                     s.add(throttle)
