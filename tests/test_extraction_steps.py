@@ -367,3 +367,12 @@ def test_an_inflected_or_misspelt_word_meets_its_alias_only_when_nothing_matches
     hit = d.match_asset("le cartografie non si aprono")
     assert (hit.asset.tag, hit.how) == ("CART-1", "stem") and hit.confidence < 0.9
     assert d.match_asset("la stampante non va").how == "alias"  # whole words first
+
+
+@pytest.mark.parametrize(
+    "said, name",
+    [("buon giorno sono paola marino di la ragioneria", "Paola Marino"), ("mi chiamano giorgio fontana", "Giorgio Fontana"),
+     ("bon jour je suis claire dupont", "Claire Dupont"), ("my name's sarah johnson", "Sarah Johnson"), ("sono mario di stefano", "Mario Di Stefano")],
+)
+def test_a_spoken_name_as_speech_to_text_writes_it(said, name):
+    assert spoken_name(said, UNSEEN).name == name

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from rapidfuzz import fuzz
+
 from .contact import Answer, Channel, Contact
 from .directory import DirAsset, Directory, DirUser
 from .text import CleanText, clean, fold, guess_language, strip_subject_prefixes
@@ -89,7 +91,7 @@ _NAME_STOP = frozenset(
 
 # -- a name said in an answer: "mi chiamo giorgio fontana", "sono paola marino dell'ufficio tecnico" --------
 _SPOKEN_OPENING = re.compile(
-    r"^(?:(?:buongiorno|buonasera|buon pomeriggio|salve|ciao|allora|ecco|si|sì|pronto|bonjour|bonsoir|salut|oui|allo|allô"
+    r"^(?:(?:buon\s?giorno|buona\s?sera|buon\s?pomeriggio|salve|ciao|allora|ecco|si|sì|pronto|bon\s?jour|bon\s?soir|salut|oui|allo|allô"
     r"|hello|hi|hey|good (?:morning|afternoon|evening)|yes|yeah|well|so)\b[\s,.!]*)+",
     re.I,
 )
@@ -106,12 +108,31 @@ _SPOKEN_TITLE = re.compile(
 # Where a spoken name ends and the department (a hint) begins: "dell'ufficio tributi", "de l'urbanisme", "from IT".
 _DEPARTMENT = re.compile(
     r"\s+(?:dell['’ ]\s*|della |dello |del |dei |degli |delle |dall['’ ]\s*|dalla |dal |all['’ ]\s*|alla |al |presso (?:l['’ ]\s*|la |il )?"
+    r"|di (?:la |lo |il |i |gli |le |l['’ ]\s*)|da (?:la |lo |il |l['’ ]\s*)"
     r"|de l['’ ]\s*|de la |du |des |d['’ ]\s*|au |à la |a la |from (?:the )?|of the |at the |in the |with the |in |at |of |dans l['’ ]\s*|chez |"
     r"(?=(?:ufficio|servizio|settore|segreteria|uffici|service|bureau|office|department|dipartimento|direzione|direction|polizia)\b))(.+)$",
     re.I,
 )
 _SPOKEN_END = re.compile(r"\s+(?:e|ed|et|and|ho|avrei|vorrei|chiamo|j'ai|je|i|i'm|calling|che|qui|who)\s.*$", re.I)
 _OFFICE_WORDS = re.compile(r"^(?:(?:l['’ ]\s*)?(?:ufficio|servizio|settore|uffici|service|bureau|office|department)\s+(?:di |de |of |du |della |del |dell['’ ]\s*)?)", re.I)
+
+
+# The phrases again, as words, to recognise them misheard ("il m'appelci", "mi chiamano"): same number of
+# words, near enough letter for letter.
+_PHRASE_WORDS = tuple(
+    p.split() for p in (
+        "mi chiamo", "il mio nome è", "je m'appelle", "mon nom est", "my name is", "this is", "je suis", "io sono",
+    )
+)
+
+
+def _strip_misheard_phrase(said: str) -> str:
+    words = said.split()
+    for phrase in _PHRASE_WORDS:
+        n = len(phrase)
+        if len(words) > n and fuzz.ratio(fold(" ".join(words[:n])), fold(" ".join(phrase))) >= 75:
+            return " ".join(words[n:])
+    return said
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +151,10 @@ def spoken_name(text: str, directory: Directory | None = None) -> SpokenName | N
     """
     said = re.sub(r"\s+", " ", (text or "").strip().strip(".,;:!?")).strip()
     said = _SPOKEN_OPENING.sub("", said)
-    said = _SPOKEN_PHRASE.sub("", said, count=1)
+    stripped = _SPOKEN_PHRASE.sub("", said, count=1)
+    if stripped == said and not (directory is not None and _directory_prefix(directory, said)):
+        stripped = _strip_misheard_phrase(said)  # no phrase heard right, and no known name first
+    said = stripped
     said = _SPOKEN_TITLE.sub("", said).strip(" ,.")
     if not said:
         return None
