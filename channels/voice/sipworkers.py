@@ -67,12 +67,12 @@ class SipWorkers:
         self.ctx, self.settings, self.spool = ctx, settings, Path(spool)
         self.sip = settings.sip
         self.restart_delay = restart_delay
-        self.run_dir = Path(ctx.data_dir) / "kamailio"
+        self.run_dir = Path(ctx.data_dir) / "sip-workers"  # their configuration, and Kamailio's files
         self.procs: dict[int, asyncio.subprocess.Process] = {}
         self.started_at: dict[int, float] = {}
         self.listening: dict[int, int] = {}  # index -> the port it answers on (known once it said "ready")
         self.kamailio = None
-        self._watch: asyncio.Task | None = None
+        self._watches: list[asyncio.Task] = []
         self._stopping = False
         self.restarts = 0
 
@@ -114,7 +114,7 @@ class SipWorkers:
         await asyncio.gather(*(self._spawn(i) for i in range(self.sip.workers)))
         if self.sip.workers > 1:
             await self._start_kamailio()
-        self._watch = asyncio.create_task(self._supervise(), name="sip-workers")
+        self._watches = [asyncio.create_task(self._keep(i), name=f"sip-worker-{i}") for i in range(self.sip.workers)]
         if self.sip.workers > 1:
             log.info("%d SIP workers on ports %s behind Kamailio on %s:%d", self.sip.workers, self.ports, self.sip.host, self.sip.port)
 
@@ -131,9 +131,9 @@ class SipWorkers:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._watch is not None:
-            self._watch.cancel()
-            await asyncio.gather(self._watch, return_exceptions=True)
+        for task in self._watches:
+            task.cancel()
+        await asyncio.gather(*self._watches, return_exceptions=True)
         if self.kamailio is not None:
             await self.kamailio.stop()
         for proc in self.procs.values():
@@ -178,28 +178,26 @@ class SipWorkers:
         asyncio.ensure_future(_drain(proc.stdout))  # the worker writes nothing more there; never let a pipe fill
         log.info("SIP worker %d (pid %d) listening on port %d", index, proc.pid, self.listening[index])
 
-    async def _supervise(self) -> None:
-        delays = {i: self.restart_delay for i in range(self.sip.workers)}
+    async def _keep(self, index: int) -> None:
+        """Start worker `index` again whenever it dies (each worker on its own, so one slow start delays no other)."""
+        delay = self.restart_delay
         while not self._stopping:
-            waits = {asyncio.create_task(p.wait()): i for i, p in self.procs.items()}
-            done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for t in pending:
-                t.cancel()
-            for t in done:
-                index = waits[t]
-                if self._stopping:
-                    return
-                lived = time.monotonic() - self.started_at.get(index, 0.0)
-                delays[index] = min(MAX_RESTART_DELAY, delays[index] * 2) if lived < QUICK_DEATH else self.restart_delay
-                log.error("SIP worker %d exited with status %s after %.0f s: starting it again in %.0f s (its calls "
-                          "in progress are delivered from its spool)", index, t.result(), lived, delays[index])
-                await asyncio.sleep(delays[index])
+            status = await self.procs[index].wait()
+            if self._stopping:
+                return
+            lived = time.monotonic() - self.started_at.get(index, 0.0)
+            delay = min(MAX_RESTART_DELAY, delay * 2) if lived < QUICK_DEATH else self.restart_delay
+            log.error("SIP worker %d exited with status %s after %.0f s: starting it again in %.0f s (its calls "
+                      "in progress are delivered from its spool)", index, status, lived, delay)
+            while not self._stopping:
+                await asyncio.sleep(delay)
                 try:
                     await self._spawn(index)
                     self.restarts += 1
-                except Exception:  # noqa: BLE001 - keep supervising the others; try this one again later
+                    break
+                except Exception:  # noqa: BLE001 - try again later; the other workers go on
                     log.exception("SIP worker %d could not be started again", index)
-                    await asyncio.sleep(MAX_RESTART_DELAY)
+                    delay = MAX_RESTART_DELAY
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:
