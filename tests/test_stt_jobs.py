@@ -403,3 +403,20 @@ def test_a_call_whose_last_job_fails_is_still_understood(sqlite_core):
     assert q.fail(c, "unreadable audio", retry=False) == FAILED
     t, f = fields_of(core, ticket_id)
     assert (f.get("asset") or (None,))[0] == "PRN-0210 Stampante multifunzione piano 2" or (f.get("anomaly") or (None,))[0] == "paper jam"
+
+
+@pytest.mark.parametrize(
+    "language, texts, name, tag, urgency",
+    [
+        ("it", {"name": "sono paola marino dell'ufficio tecnico", "asset": "la stampante del secondo piano", "anomaly": "stampa righe nere, non è urgentissimo"}, "Paola Marino", "PRN-0210", "low"),
+        ("fr", {"name": "je m'appelle claire dupont", "asset": "l'imprimante du bureau des impôts", "anomaly": "elle est bloquée, c'est urgent"}, "Claire Dupont", "PRN-0305", "high"),
+        ("en", {"name": "my name is john smith", "asset": "the pc at desk one", "anomaly": "nobody can work, the whole office is blocked"}, "John Smith", "PC-0277", "critical"),
+    ],
+)
+def test_a_call_is_understood_in_each_language(sqlite_core, language, texts, name, tag, urgency):
+    core = sqlite_core
+    atts = tuple(Attachment(f"answer-{q}.wav", "audio/wav", core.blobs.put(f"{language}{q}".encode()), kind="recording", question=q) for q in texts)
+    ticket_id = core.intake.submit(Contact(Channel.VOICE, f"call-{language}", sender=Sender(phone="+39 0165 000 111"), language=language, attachments=atts)).ticket_id
+    answer_call(core, queue_of(core), texts)
+    t, f = fields_of(core, ticket_id)
+    assert f["reporter_name"][0] == name and f["asset"][0].split()[0] == tag and (f["urgency"][0], t.urgency) == (urgency, urgency)
