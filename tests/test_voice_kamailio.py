@@ -279,3 +279,19 @@ def test_a_worker_killed_mid_call_leaves_its_callers_words_and_spares_the_other_
     start = speech_onset(sent)
     assert correlation(sent[start : start + kept - RATE // 5], recorded) >= 0.9
     assert not wav.parent.exists()  # the spool of the cut-off call is gone once delivered
+
+
+def test_behind_kamailio_a_worker_takes_the_callers_address_from_its_header_and_only_from_it():
+    """Kamailio appends X-Helpdesk-Source: $si to each INVITE it relays (config/kamailio/kamailio.cfg); a worker
+    believes it only in a request that came from the proxy's address, so a caller cannot pick its own key."""
+    from types import SimpleNamespace
+
+    from channels.voice.sip.endpoint import request_source
+
+    msg = "INVITE sip:helpdesk@127.0.0.1:5061 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1\r\nX-Helpdesk-Source: 198.51.100.7\r\n\r\nv=0\r\n"
+    assert request_source(SimpleNamespace(srcAddress="127.0.0.1:5060", wholeMsg=msg), proxy="127.0.0.1") == "198.51.100.7"
+    assert request_source(SimpleNamespace(srcAddress="203.0.113.9:5060", wholeMsg=msg), proxy="127.0.0.1") == "203.0.113.9"
+    assert request_source(SimpleNamespace(srcAddress="203.0.113.9:5060", wholeMsg=msg)) == "203.0.113.9"
+    assert request_source(SimpleNamespace(srcAddress="[2001:db8::1]:5060", wholeMsg=msg)) == "2001:db8::1"
+    rendered = (ROOT / "config" / "kamailio" / "kamailio.cfg").read_text()
+    assert 'remove_hf("X-Helpdesk-Source")' in rendered and "append_hf(\"X-Helpdesk-Source: $si" in rendered
