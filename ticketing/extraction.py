@@ -5,7 +5,13 @@ that reads the contact and the directory and writes fields on an `Extraction`. A
 leaves its field empty with confidence 0: it never invents. Every field carries where it came from
 (`source`) and how sure the step is (`confidence`, 0–1), so an operator sees at a glance what to check.
 
-Sources: directory, inventory, header, signature, body, transcript, form, caller_id, operator.
+The same steps read every channel: a mail's text, a form's fields, and a call's answers once transcribed
+(`transcription.call_contact`); `interpret_answer` runs one step on one answer for the IVR's confirmation.
+Italian, French and English: spoken-name phrases, number words and synonym classes (`vocabulary`), negated
+urgency cues.
+
+Sources: directory, inventory, header, signature, body, transcript, form, caller_id, caller (confirmed by the
+caller when read back), dtmf, operator.
 """
 
 from __future__ import annotations
