@@ -376,3 +376,9 @@ def test_an_inflected_or_misspelt_word_meets_its_alias_only_when_nothing_matches
 )
 def test_a_spoken_name_as_speech_to_text_writes_it(said, name):
     assert spoken_name(said, UNSEEN).name == name
+
+
+def test_a_numbered_place_one_asset_has_is_a_flagged_guess_without_a_kind():
+    hit = UNSEEN.match_asset("allo sportello quattro non va niente")
+    assert (hit.asset.tag, hit.confidence) == ("WS-3302", 0.6)
+    assert UNSEEN.match_asset("al piano 5 non va niente") is None

@@ -204,6 +204,13 @@ class Directory:
             for ident in (a.tag, a.hostname):
                 for n in re.findall(r"\d{2,}", ident or ""):
                     self._numbers.setdefault(int(n), []).append(i)
+        # numbered places that name one asset only
+        at: dict[str, list[int]] = {}
+        for i, places in self._place_of.items():
+            for t in places:
+                if "#" in t:
+                    at.setdefault(t, []).append(i)
+        self._at_place = {t: ids for t, ids in at.items() if len(ids) == 1}
         n = max(1, len(self.assets))
         self._place_weight = {t: math.log((n + 1) / c) for t, c in df.items()}
 
@@ -215,7 +222,8 @@ class Directory:
         3. its kind and where it is ("il pc dello sportello 1", "the printer on the second floor"), which also
            overrides an alias that only names the kind ("stampante") when the place points elsewhere;
         4. its kind and the number of its identifier ("computer number 0142");
-        5. a near miss of a name or alias (typos, speech-to-text spellings).
+        5. a numbered place only one asset has, no kind said ("allo sportello 3"), as a guess;
+        6. the stems of a name or alias (inflections), then a near miss of one (typos, speech-to-text spellings).
         Several different assets lower the confidence. A pure function of the text and the snapshot."""
         folded = fold(text)
         if self._ident_re is not None:
@@ -241,6 +249,8 @@ class Directory:
             return place_hit
         if (hit := self._by_number(words)) is not None:
             return hit
+        if (hit := self._by_unique_place(words)) is not None:
+            return hit
         if self._stem_re is not None and (hit := self._by_alias(self._stem_re, self._stemmed, stems(words), 0.7, 0.5, "stem")):
             return hit
         if fuzzy and self._alias_list:
@@ -259,6 +269,15 @@ class Directory:
             mentions[a.tag] = mentions.get(a.tag, 0) + 1
         best_alias, best = max(found, key=lambda f: (len(f[0].split()), mentions[f[1].tag], len(f[0])))
         return AssetMatch(best, sure if len(mentions) == 1 else torn, how, best_alias)
+
+    def _by_unique_place(self, words: str) -> AssetMatch | None:
+        """No kind named, but a numbered place only one asset has ("allo sportello 3"): a guess, flagged as one."""
+        hits = {(i, t) for t in _places(words) if "#" in t for i in self._at_place.get(t, ())}
+        assets = {i for i, _ in hits}
+        if len(assets) != 1:
+            return None
+        i, token = hits.pop()
+        return AssetMatch(self.assets[i], 0.6, "place", token)
 
     def _by_place(self, words: str) -> AssetMatch | None:
         """The asset of the kind named whose place tokens the text shares most (rarer tokens weigh more)."""
