@@ -382,3 +382,17 @@ def test_a_numbered_place_one_asset_has_is_a_flagged_guess_without_a_kind():
     hit = UNSEEN.match_asset("allo sportello quattro non va niente")
     assert (hit.asset.tag, hit.confidence) == ("WS-3302", 0.6)
     assert UNSEEN.match_asset("al piano 5 non va niente") is None
+
+
+@pytest.mark.parametrize(
+    "text, body, signature",
+    [
+        ("Il pc non si accende.\n\nMario Bianco\nUfficio tecnico\nTel. 055 438 2101", "Il pc non si accende.", ("Mario Bianco", "Ufficio tecnico", "Tel. 055 438 2101")),
+        ("Le wifi coupe.\n\nClaire Dupont\nTél. : +39 0165 27 3456", "Le wifi coupe.", ("Claire Dupont", "Tél. : +39 0165 27 3456")),
+        ("Call me back on my mobile.\n\nMob: +44 7700 900123", "Call me back on my mobile.", ("Mob: +44 7700 900123",)),
+        ("Tel. 055 438 2101 non funziona più.", "Tel. 055 438 2101 non funziona più.", ()),  # the only paragraph is the message
+    ],
+)
+def test_a_signature_without_a_closing_is_the_last_paragraph_with_contact_details(text, body, signature):
+    c = clean(text)
+    assert (c.body, c.signature) == (body, signature)

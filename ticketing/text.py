@@ -87,6 +87,29 @@ class CleanText:
     signature: tuple[str, ...]  # the lines after the closing or the `-- ` delimiter
 
 
+# A line of contact details: a labelled phone, a bare international number, an address. A signature without a
+# closing is its last paragraph when that paragraph has one.
+_CONTACT_LINE = re.compile(
+    r"^\s*(?:(?:tel|t[ée]l|phone|cell|cellulare|mob|mobile|portable|fax|interno|ext)\b\.?\s*:?\s*[+(\d]|\+\d[\d\s./-]{7,}$|[\w.+-]+@[\w-]+(?:\.[\w-]+)+\s*$)",
+    re.IGNORECASE,
+)
+
+
+def _trailing_signature(lines: list[str]) -> tuple[list[str], list[str]]:
+    """(signature, body lines): the last paragraph, when it is short and holds a contact line, and is not the
+    message's only paragraph."""
+    end = len(lines)
+    while end and not lines[end - 1].strip():
+        end -= 1
+    start = end
+    while start and lines[start - 1].strip():
+        start -= 1
+    block = [ln.strip() for ln in lines[start:end]]
+    if start == 0 or not block or len(block) > 6 or not any(_CONTACT_LINE.match(ln) for ln in block):
+        return [], lines
+    return block, lines[:start]
+
+
 def clean(text: str) -> CleanText:
     """Cut a message down to what the user wrote now."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -100,6 +123,8 @@ def clean(text: str) -> CleanText:
             signature = [ln.strip() for ln in lines[i + 1 :] if ln.strip()]
             lines = lines[:i]
             break
+    if not signature:
+        signature, lines = _trailing_signature(lines)
     # The greeting: drop it where it opens the message, keep the rest of its line.
     while lines and not lines[0].strip():
         lines.pop(0)
