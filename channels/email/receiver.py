@@ -104,7 +104,8 @@ class Handler:
             prepared: Prepared = await loop.run_in_executor(
                 self.pool,
                 _prepare_job,
-                (bytes(raw), self.blobs_root, envelope.mail_from, self.max_attachment, self.prefix, self.sender_check, self.extractor),
+                (bytes(raw), self.blobs_root, envelope.mail_from, self.max_attachment, self.prefix,
+                 self.sender_check.for_client(_peer_ip(session), session.host_name, envelope.mail_from), self.extractor),
             )
             del raw
             if prepared.verdict is None:
@@ -272,7 +273,7 @@ class _SMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         limit = self.data_size_limit
-        chunks: list[bytes] = []
+        buf = bytearray()  # one buffer, not a bytes object per line (+40 bytes each: half again a mail's size)
         size = held = 0
         state = None  # or the reply that ends the transaction instead of the handler's
         at_line_start = True
@@ -293,8 +294,8 @@ class _SMTP(SMTP):
                     state = TOO_MUCH_IN_FLIGHT
                     gate.refused.warning("in-flight", "email: %d bytes of mail in flight: DATA answered 451 4.3.1", gate.in_flight)
                 if state is not None:
-                    if chunks:
-                        chunks.clear()
+                    if held:
+                        buf = bytearray()
                         if gate is not None:
                             gate.in_flight -= held
                         held = 0
@@ -302,9 +303,9 @@ class _SMTP(SMTP):
                     continue
                 if at_line_start and line.startswith(b"."):
                     line = line[1:]
-                if line.endswith(b"\n") and not line.endswith(b"\r\n") and not (line == b"\n" and chunks and chunks[-1].endswith(b"\r")):
+                if line.endswith(b"\n") and not line.endswith(b"\r\n") and not (line == b"\n" and buf.endswith(b"\r")):
                     line = line[:-1] + b"\r\n"
-                chunks.append(line)
+                buf += line
                 held += len(line)
                 if gate is not None:
                     gate.in_flight += len(line)
@@ -313,8 +314,8 @@ class _SMTP(SMTP):
                 await self.push(state)
                 self._set_post_data_state()
                 return
-            content = b"".join(chunks)
-            chunks.clear()
+            content = bytes(buf)
+            buf = bytearray()
             self.envelope.content = self.envelope.original_content = content
             del content
             status = await self._call_handler_hook("DATA")
@@ -358,6 +359,11 @@ class _SMTP(SMTP):
         if m is not None and ".." not in m.group(1):
             return m.group(1), m.group(2)
         return super()._getaddr(arg)
+
+
+def _peer_ip(session: Session) -> str | None:
+    peer = getattr(session, "peer", None)
+    return peer[0] if isinstance(peer, (tuple, list)) and peer else None
 
 
 def _prepare_job(args: tuple) -> Prepared:
