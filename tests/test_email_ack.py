@@ -281,3 +281,28 @@ def test_authenticated_senders_are_acknowledged_by_dkim_or_by_a_trusted_mta(runn
     time.sleep(0.5)
     assert sorted(r.rcpt_tos[0] for r in sink.received) == ["anna@partner.example.com", "bruno@partner.example.com"]
     assert count(core, Ticket) == 5
+
+
+def test_a_sender_whose_server_passes_spf_is_acknowledged_when_the_gateway_is_the_mx(running, sink, monkeypatch):
+    """The gateway as the MX: the SMTP client is the sender's own server. Its address passes the SPF record of
+    the envelope sender's domain (published here through pyspf's DNS hook), aligned with From: -> acknowledged;
+    the same mail from a domain whose record does not list the client is not."""
+    import spf
+
+    records = {"partner.example.com": b"v=spf1 ip4:127.0.0.1 -all", "elsewhere.example.net": b"v=spf1 ip4:192.0.2.1 -all"}
+
+    def lookup(name, qtype, tcpfallback=True, timeout=30):
+        name = name.rstrip(".").lower()
+        return [((name, qtype), (records[name],))] if qtype == "TXT" and name in records else []
+
+    monkeypatch.setattr(spf, "DNSLookup", lookup)
+    from channels.email import auth
+
+    monkeypatch.setattr(auth, "_SPF_SEEN", {})
+    core, port = running()
+    assert send(port, mail(1, "anna@partner.example.com"), sender="bounce@partner.example.com")[0] == 250
+    assert send(port, mail(2, "bob@elsewhere.example.net"), sender="bob@elsewhere.example.net")[0] == 250
+    assert send(port, mail(3, "carl@partner.example.com"), sender="carl@elsewhere.example.net")[0] == 250  # not aligned
+    sink.wait(1)
+    time.sleep(0.5)
+    assert [r.rcpt_tos[0] for r in sink.received] == ["anna@partner.example.com"]

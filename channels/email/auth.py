@@ -13,15 +13,22 @@ subdomain of the other):
    `verify_dkim` is on. It needs the signer's public key from DNS (`dnsfunc`, with a short timeout); with no
    DNS answer the mail is simply not authenticated. A mail without an aligned signature costs no lookup.
 
-SPF of our own is not checked here: the SMTP client's address is the previous hop (the desk's MX or relay),
-so only the receiving MTA can check it, and its verdict arrives in Authentication-Results.
+3. otherwise our own SPF check (RFC 7208, `pyspf`) of the SMTP client's address against the envelope sender
+   (MAIL FROM, or the HELO name), when that domain is aligned and `verify_spf` is on. It means something only
+   when the gateway is the MX itself (the client is the sender's server); behind the desk's own MX the client
+   is that MX, SPF fails, and the MX's verdict arrives in Authentication-Results instead.
+
+DNS that does not answer (a lookup that ran into its timeout) switches the local checks off for a minute,
+so a resolver outage slows no mail by more than one timeout.
 
 `SenderCheck` is a plain picklable object: the parse workers (other processes) run it on each mail.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from dataclasses import dataclass
 from email.message import Message
 from typing import Callable
@@ -43,10 +50,19 @@ class SenderCheck:
     verify_dkim: bool = True
     dns_timeout: float = 2.0
     dnsfunc: Callable | None = None  # dkimpy's DNS hook (name, timeout=…) -> TXT bytes; None: dnspython
+    verify_spf: bool = True
+    # The SMTP conversation of this mail (`for_client`): the client's address, its HELO name, MAIL FROM.
+    client_ip: str | None = None
+    helo: str | None = None
+    mail_from: str | None = None
 
     @classmethod
     def from_settings(cls, ack) -> SenderCheck:
-        return cls(tuple(ack.trusted_authserv_ids), ack.verify_dkim, ack.dns_timeout_seconds)
+        return cls(tuple(ack.trusted_authserv_ids), ack.verify_dkim, ack.dns_timeout_seconds,
+                   verify_spf=getattr(ack, "verify_spf", True))
+
+    def for_client(self, client_ip: str | None, helo: str | None, mail_from: str | None) -> SenderCheck:
+        return dataclasses.replace(self, client_ip=client_ip, helo=helo, mail_from=mail_from)
 
     def __call__(self, raw: bytes, msg: Message, from_addr: str | None) -> bool:
         if not from_addr or "@" not in from_addr:
@@ -55,7 +71,11 @@ class SenderCheck:
         try:
             if self.trusted_authserv_ids and self._by_results(msg, from_domain):
                 return True
+            if _dns_down():
+                return False
             if self.verify_dkim and self._by_dkim(raw, msg, from_domain):
+                return True
+            if self.verify_spf and self._by_spf(from_domain):
                 return True
         except Exception:  # noqa: BLE001 - a malformed header is an unauthenticated mail, never a lost one
             log.debug("sender authentication of %s failed", from_addr, exc_info=True)
@@ -96,12 +116,59 @@ class SenderCheck:
         dnsfunc = self.dnsfunc or dkim.dnsplug.get_txt
         d = dkim.DKIM(raw, timeout=int(max(1, self.dns_timeout)))
         for idx in wanted:
+            started = time.monotonic()
             try:
                 if d.verify(idx=idx, dnsfunc=dnsfunc):
                     return True
             except dkim.DKIMException as e:
                 log.debug("DKIM signature %d: %s", idx, e)
+            finally:
+                _note_dns(time.monotonic() - started, self.dns_timeout)
         return False
+
+
+    # -- 3. our own SPF check ---------------------------------------------------------------------------
+    def _by_spf(self, from_domain: str) -> bool:
+        sender = (self.mail_from or "").strip("<>")
+        domain = _domain(sender) if "@" in sender else self.helo
+        if not self.client_ip or not domain or not aligned(domain, from_domain):
+            return False
+        key = (self.client_ip, domain.lower(), (self.helo or "").lower())
+        cached = _SPF_SEEN.get(key)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        import spf
+
+        started = time.monotonic()
+        try:
+            result, _ = spf.check2(i=self.client_ip, s=sender or f"postmaster@{domain}", h=self.helo or domain,
+                                   timeout=self.dns_timeout, querytime=self.dns_timeout)
+        except Exception as e:  # noqa: BLE001 - a broken record or resolver: not authenticated
+            log.debug("SPF of %s: %s", domain, e)
+            return False
+        finally:
+            _note_dns(time.monotonic() - started, self.dns_timeout)
+        if len(_SPF_SEEN) > 10_000:
+            _SPF_SEEN.clear()
+        _SPF_SEEN[key] = (result == "pass", time.monotonic() + 300.0)  # a client sends many: one lookup per 5 min
+        return result == "pass"
+
+
+_SPF_SEEN: dict[tuple, tuple[bool, float]] = {}
+
+
+_DNS_DOWN_UNTIL = 0.0
+
+
+def _dns_down() -> bool:
+    return time.monotonic() < _DNS_DOWN_UNTIL
+
+
+def _note_dns(elapsed: float, timeout: float) -> None:
+    global _DNS_DOWN_UNTIL
+    if elapsed >= timeout * 0.9:
+        _DNS_DOWN_UNTIL = time.monotonic() + 60.0
+        log.warning("DNS does not answer within %.1f s: local DKIM/SPF checks are off for a minute", timeout)
 
 
 def _domain(value: str | None) -> str | None:

@@ -101,6 +101,7 @@ class AckSettings(Section):
         default_factory=list, description="Authentication-Results from these authserv-ids (our MTA) are believed"
     )
     verify_dkim: bool = Field(True, description="check DKIM signatures aligned with From: ourselves (needs DNS)")
+    verify_spf: bool = Field(True, description="check SPF of the SMTP client ourselves (meaningful when we are the MX)")
     dns_timeout_seconds: float = Field(2.0, gt=0)
     known_domains: list[str] = Field(default_factory=list, description="senders at these domains count as known")
     timeout_seconds: float = Field(15, gt=0)
