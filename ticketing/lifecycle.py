@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import object_session
 
 from .models import Asset, Event, Ticket, TicketField, utcnow
@@ -323,7 +324,12 @@ class Lifecycle:
         now = now or self.clock()
         ticket.updated_at = now
         event = Event(kind=kind, actor=actor, data=data, at=now)
-        ticket.events.append(event)
+        session = object_session(ticket)
+        if session is not None and ticket.id is not None and "events" in sa_inspect(ticket).unloaded:
+            event.ticket_id = ticket.id  # appended without loading the whole history first (the SLA check's case)
+            session.add(event)
+        else:
+            ticket.events.append(event)
         return event
 
 
@@ -332,5 +338,6 @@ def _criticality(ticket: Ticket) -> str | None:
     session = object_session(ticket)
     if ticket.asset_id is None or session is None:
         return None
-    asset = session.get(Asset, ticket.asset_id)
+    with session.no_autoflush:  # a read: what is pending is written with the change, not before it
+        asset = session.get(Asset, ticket.asset_id)
     return asset.criticality if asset is not None else None

@@ -101,9 +101,12 @@ def notify_user(s: Session, t: Ticket, number: str, what: str, text: str) -> boo
     return True
 
 
-def sla_alert(s: Session, t: Ticket, number: str, group, level: str, target: str, due: str) -> None:
-    if group is None or not group.email:
+def sla_alert(s: Session, t: Ticket, number: str, group, alerts: list[tuple[str, str, str]]) -> None:
+    """One mail to the ticket's group for the alerts one pass raised on it: (level, target, due) each."""
+    if group is None or not group.email or not alerts:
         return
-    subject = f"[{number}] SLA {level}: {target} due {due[:16].replace('T', ' ')}"
-    text = f"The ticket {number} of your group {group.name} reached an SLA {level} ({target} by {due}).\n\n{ticket_summary(t, number)}\n"
+    level = "breached" if any(a[0] == "breached" for a in alerts) else "warning"
+    lines = "\n".join(f"- {target}: {lv}, due {due[:16].replace('T', ' ')} UTC" for lv, target, due in alerts)
+    subject = f"[{number}] SLA {level}"
+    text = f"The ticket {number} of your group {group.name} reached:\n{lines}\n\n{ticket_summary(t, number)}\n"
     _enqueue(s, kind=NOTIFICATION, to=group.email, subject=subject, text=text, ticket_id=t.id, headers={"Auto-Submitted": "auto-generated"})

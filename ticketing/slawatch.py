@@ -43,11 +43,9 @@ def check(sessions: sessionmaker[Session], lifecycle: Lifecycle, prefix: str = "
                 if not events:
                     continue
                 group = s.get(SupportGroup, t.group_id) if t.group_id is not None else None
-                number = format_number(prefix, t.created_at, t.id)
-                for e in events:
-                    level = e.kind.split(".", 1)[1]
-                    breaches += level == "breached"
-                    sla_alert(s, t, number, group, level, e.data["target"], e.data["due"])
+                alerts = [(e.kind.split(".", 1)[1], e.data["target"], e.data["due"]) for e in events]
+                breaches += sum(a[0] == "breached" for a in alerts)
+                sla_alert(s, t, format_number(prefix, t.created_at, t.id), group, alerts)  # one mail for what this pass raised
                 raised += len(events)
             if tickets:
                 last_id = tickets[-1].id
