@@ -346,6 +346,32 @@ def restore(state: State, src: Path) -> None:
 
 
 @main.group()
+def outbox() -> None:
+    """Outgoing mail waiting in the durable outbox (acknowledgements, replies, notifications)."""
+
+
+@outbox.command("list")
+@click.option("--all", "everything", is_flag=True, help="also what was sent")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+@pass_state
+def outbox_list(state: State, everything: bool, limit: int) -> None:
+    """What waits or was refused (newest first), and why."""
+    core = state.core()
+    stats = core.outbox.stats()
+    click.echo(f"waiting {stats.waiting} (oldest {stats.oldest_age_seconds:.0f} s), refused {stats.failed}; "
+               f"relay: {core.config.email.ack.relay_host or 'none configured'}")
+    for e in core.outbox.entries(waiting_only=not everything, limit=limit):
+        click.echo(f"{e.id:>7} {e.status:<8} {e.kind:<13} {e.to:<40} tries {e.attempts:<3} {(e.last_error or '')[:80]}")
+
+
+@outbox.command("retry")
+@pass_state
+def outbox_retry(state: State) -> None:
+    """Make every waiting mail due now (after fixing the relay), instead of at its next backoff."""
+    click.echo(f"{state.core().outbox.retry_now()} mail(s) due now")
+
+
+@main.group()
 def secret() -> None:
     """The web secret (CSRF tokens, operator sessions)."""
 

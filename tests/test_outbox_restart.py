@@ -67,6 +67,10 @@ def test_a_kill_9_with_100_mails_waiting_then_each_is_sent_exactly_once(tmp_path
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     assert log.read_text().count("no mail relay is configured") == 1  # said once, at start
+    listed = subprocess.run([sys.executable, "-m", "gateway.cli", "outbox", "list", "--limit", "3"], cwd=ROOT,
+                            env={**os.environ, "HELPDESK_GATEWAY__STORAGE__DATA_DIR": str(tmp_path / "data")},
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and "waiting 100" in listed.stdout and "relay: none configured" in listed.stdout
 
     with MailSink() as sink:
         proc = start(tmp_path, smtp, web, log, HELPDESK_GATEWAY__EMAIL__ACK__RELAY_HOST="127.0.0.1",
