@@ -134,7 +134,7 @@ def build_core(config: Config, *, upgrade: bool = True) -> Core:
     desk.default_groups = {level: name for level, name in ((2, config.ticketing.default_group_ii), (3, config.ticketing.default_group_iii)) if name}
     from .mail import build_outbox
 
-    outbox = build_outbox(config, sessions, intake)
+    outbox = build_outbox(config, sessions, intake, lifecycle.organisations)
     from .metrics import Metrics
 
     return Core(config, engine, sessions, blobs, lifecycle, intake, desk, outbox=outbox,

@@ -16,7 +16,7 @@ from ticketing.outbox import Outbox
 from .config import Config
 
 
-def build_outbox(config: Config, sessions: sessionmaker[Session], intake: IntakeService) -> Outbox:
+def build_outbox(config: Config, sessions: sessionmaker[Session], intake: IntakeService, organisations=None) -> Outbox:
     ack = config.email.ack
     outbox = Outbox(sessions, retry_seconds=ack.retry_seconds, max_retry_seconds=ack.max_retry_seconds,
                     lease_seconds=max(120.0, ack.timeout_seconds * 4))
@@ -32,6 +32,8 @@ def build_outbox(config: Config, sessions: sessionmaker[Session], intake: Intake
             global_per_hour=ack.global_per_hour,
             known_domains=tuple(ack.known_domains),
         )
+        if organisations is not None:  # an organisation's email domains count as known (issue 12)
+            policy.known.append(lambda session, address: organisations.by_domain(address) is not None)
         intake.on_created.append(policy.on_created)
         outbox.policy = policy  # type: ignore[attr-defined]  (for organisations to add a `known` hook)
     return outbox

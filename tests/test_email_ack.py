@@ -306,3 +306,12 @@ def test_a_sender_whose_server_passes_spf_is_acknowledged_when_the_gateway_is_th
     sink.wait(1)
     time.sleep(0.5)
     assert [r.rcpt_tos[0] for r in sink.received] == ["anna@partner.example.com"]
+
+
+def test_a_sender_at_an_organisations_domain_counts_as_known(running, sink):
+    core, port = running()  # config/organisations.csv: Regione is regione.example.it (and its sub-domains)
+    assert send(port, mail(1, "nuovo.collega@uffici.regione.example.it"))[0] == 250  # not in the directory
+    assert send(port, mail(2, "someone@regione.example.org"))[0] == 250  # a look-alike domain: not known
+    sink.wait(1)
+    time.sleep(0.5)
+    assert [r.rcpt_tos[0] for r in sink.received] == ["nuovo.collega@uffici.regione.example.it"]
