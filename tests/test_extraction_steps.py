@@ -372,7 +372,8 @@ def test_an_inflected_or_misspelt_word_meets_its_alias_only_when_nothing_matches
 @pytest.mark.parametrize(
     "said, name",
     [("buon giorno sono paola marino di la ragioneria", "Paola Marino"), ("mi chiamano giorgio fontana", "Giorgio Fontana"),
-     ("bon jour je suis claire dupont", "Claire Dupont"), ("my name's sarah johnson", "Sarah Johnson"), ("sono mario di stefano", "Mario Di Stefano")],
+     ("bon jour je suis claire dupont", "Claire Dupont"), ("my name's sarah johnson", "Sarah Johnson"), ("sono mario di stefano", "Mario Di Stefano"),
+     ("sì sono io, mario bianco", "Mario Bianco"), ("peter novak speaking", "Peter Novak"), ("claire dupont à l'appareil", "Claire Dupont")],
 )
 def test_a_spoken_name_as_speech_to_text_writes_it(said, name):
     assert spoken_name(said, UNSEEN).name == name

@@ -102,7 +102,7 @@ _SPOKEN_OPENING = re.compile(
     re.I,
 )
 _SPOKEN_PHRASE = re.compile(
-    r"^(?:mi chiamo|il mio nome (?:è|e)|io sono|sono|parla|qui (?:è|e|parla)|je m['’ ]?appelle|mon nom (?:est|c'est)|moi c'est|je suis"
+    r"^(?:sono io|c'est moi|it's me|mi chiamo|il mio nome (?:è|e)|io sono|sono|parla|qui (?:è|e|parla)|je m['’ ]?appelle|mon nom (?:est|c'est)|moi c'est|je suis"
     r"|c'est|ici|my name is|my name's|this is|i am|i'm|it's|it is|name is)\b[\s,:]*",
     re.I,
 )
@@ -119,6 +119,7 @@ _DEPARTMENT = re.compile(
     r"(?=(?:ufficio|servizio|settore|segreteria|uffici|service|bureau|office|department|dipartimento|direzione|direction|polizia)\b))(.+)$",
     re.I,
 )
+_SPOKEN_TRAILER = re.compile(r"[\s,]+(?:speaking|here|calling|à l['’ ]appareil|al telefono|che parla|qui parle)$", re.I)
 _SPOKEN_END = re.compile(r"\s+(?:e|ed|et|and|ho|avrei|vorrei|chiamo|j'ai|je|i|i'm|calling|che|qui|who)\s.*$", re.I)
 _OFFICE_WORDS = re.compile(r"^(?:(?:l['’ ]\s*)?(?:ufficio|servizio|settore|uffici|service|bureau|office|department)\s+(?:di |de |of |du |della |del |dell['’ ]\s*)?)", re.I)
 
@@ -162,6 +163,7 @@ def spoken_name(text: str, directory: Directory | None = None) -> SpokenName | N
         stripped = _strip_misheard_phrase(said)  # no phrase heard right, and no known name first
     said = stripped
     said = _SPOKEN_TITLE.sub("", said).strip(" ,.")
+    said = _SPOKEN_TRAILER.sub("", said).strip(" ,.")
     if not said:
         return None
     department = None
