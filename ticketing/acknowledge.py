@@ -66,7 +66,11 @@ class AckPolicy:
             self.skipped[reason.split(" (")[0]] = self.skipped.get(reason.split(" (")[0], 0) + 1
             log.debug("no acknowledgement for %s: %s", result.ticket_number, reason)
             return
-        words = self.compose(contact, result.ticket_number, pin=getattr(result, "pin", None))
+        try:
+            words = self.compose(contact, result.ticket_number, pin=getattr(result, "pin", None))
+        except Exception:  # noqa: BLE001 - ours: the ticket is taken in all the same, without its acknowledgement
+            log.exception("acknowledgement of %s could not be written", result.ticket_number)
+            return
         enqueue(
             session, kind=CONFIRMATION, to=to, subject=words.subject, text=words.text, ticket_id=result.ticket_id,
             in_reply_to=words.in_reply_to, headers=words.headers, domain=self.domain,
