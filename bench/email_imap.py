@@ -1,5 +1,7 @@
 """Bench: time for the IMAP fetcher to drain a mailbox of N messages from a real Dovecot into the core
-(fetch BODY.PEEK[] by UID, store, parse, commit, MOVE), on a fresh SQLite database unless --db says otherwise.
+(fetch BODY.PEEK[] by UID, store, parse, commit, MOVE; the next batch fetched while the last commits), on a
+fresh SQLite database unless --db says otherwise, against the floor of bench/_mail.py over the same
+realistic mails, measured in the same run.
 
     .venv/bin/python bench/email_imap.py [--mails 2000] [--batch 100] [--db sqlite|URL]
 
@@ -69,6 +71,9 @@ def main() -> None:
     with core.sessions() as s:
         tickets = s.scalar(select(func.count()).select_from(Ticket))
     core.close()
+    from _mail import floor
+
+    floor_rate = floor([make_mail(n) for n in range(args.mails)], batch=20)  # the same mails, the same run
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     print(
         json.dumps(
@@ -78,6 +83,8 @@ def main() -> None:
                 "db": "sqlite" if args.db == "sqlite" else "postgresql",
                 "drain_seconds": round(elapsed, 2),
                 "mails_per_s": round(args.mails / elapsed, 1),
+                "floor_mails_per_s": round(floor_rate, 1),
+                "ratio_to_floor": round(args.mails / elapsed / floor_rate, 2),
                 "gateway_cpu_ms_per_mail": round(cpu * 1000 / args.mails, 2),
                 "append_seconds": round(fill, 2),
                 "tickets_committed": tickets,

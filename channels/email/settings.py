@@ -29,7 +29,7 @@ class SmtpSettings(Section):
     max_connections: int = Field(1000, ge=1, description="SMTP connections at once; beyond: 421 4.7.0")
     max_connections_per_ip: int = Field(50, ge=1, description="SMTP connections at once from one address; beyond: 421 4.7.0")
     max_data_in_flight_bytes: int = Field(
-        256 * 1024 * 1024, ge=1024 * 1024, description="mail bytes held in memory across sessions; beyond: 451 4.3.1"
+        128 * 1024 * 1024, ge=1024 * 1024, description="mail bytes held in memory across sessions; beyond: 451 4.3.1"
     )
     # STARTTLS (RFC 3207) and AUTH (RFC 4954) for the relays that use them; all off by default.
     tls_cert: Path | None = Field(None, description="PEM certificate (with its chain) offered with STARTTLS; None: no STARTTLS")
