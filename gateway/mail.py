@@ -19,7 +19,7 @@ from .config import Config
 def build_outbox(config: Config, sessions: sessionmaker[Session], intake: IntakeService, organisations=None) -> Outbox:
     ack = config.email.ack
     outbox = Outbox(sessions, retry_seconds=ack.retry_seconds, max_retry_seconds=ack.max_retry_seconds,
-                    lease_seconds=max(120.0, ack.timeout_seconds * 4))
+                    lease_seconds=max(120.0, ack.timeout_seconds * 4), give_up_hours=ack.give_up_hours)
     if config.email.enabled and ack.enabled:
         from channels.email.ack import AckTexts
 

@@ -315,3 +315,11 @@ def test_a_sender_at_an_organisations_domain_counts_as_known(running, sink):
     sink.wait(1)
     time.sleep(0.5)
     assert [r.rcpt_tos[0] for r in sink.received] == ["nuovo.collega@uffici.regione.example.it"]
+
+
+def test_a_mail_the_relay_never_takes_is_given_up_after_its_lifetime(running, sink):
+    sink.refuse("451 4.7.1 greylisted")
+    core, port = running(give_up_hours="0.0003")  # about a second
+    assert send(port, mail(1))[0] == 250
+    (failed,) = wait_for(lambda: events(core, "mail_failed"), timeout=20)
+    assert failed["reason"].startswith("given up after") and "451 4.7.1 greylisted" in failed["reason"]

@@ -211,11 +211,13 @@ class Outbox:
         lease_seconds: float = 120.0,
         retry_seconds: float = 30.0,
         max_retry_seconds: float = 3600.0,
+        give_up_hours: float = 120.0,
     ):
         self.sessions = sessions
         self.lease = timedelta(seconds=lease_seconds)
         self.retry = retry_seconds
         self.max_retry = max_retry_seconds
+        self.give_up = timedelta(hours=give_up_hours)  # as an MTA's queue lifetime (Postfix: 5 days)
 
     # -- the sender's side ----------------------------------------------------------------------------------
     def claim(self, owner: str, limit: int = 50) -> list[OutgoingMail]:
@@ -289,6 +291,9 @@ class Outbox:
             if row is None:
                 return False
             now = utcnow()
+            if not permanent and now - row.created_at >= self.give_up:
+                permanent = True
+                reason = f"given up after {self.give_up.total_seconds() / 3600:g} h of temporary failures: {reason}"[:1000]
             changed = reason != row.last_error
             row.last_error, row.lease_owner, row.lease_until = reason, None, None
             if permanent:

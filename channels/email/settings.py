@@ -107,6 +107,7 @@ class AckSettings(Section):
     timeout_seconds: float = Field(15, gt=0)
     retry_seconds: float = Field(30, gt=0, description="first wait after a temporary failure, doubling each time")
     max_retry_seconds: float = Field(3600, gt=0)
+    give_up_hours: float = Field(120, gt=0, description="a mail still not taken after this long is marked failed")
     batch: int = Field(50, ge=1, le=1000, description="mails claimed and sent over one connection")
     poll_seconds: float = Field(1.0, gt=0)
 
