@@ -397,3 +397,13 @@ def test_a_numbered_place_one_asset_has_is_a_flagged_guess_without_a_kind():
 def test_a_signature_without_a_closing_is_the_last_paragraph_with_contact_details(text, body, signature):
     c = clean(text)
     assert (c.body, c.signature) == (body, signature)
+
+
+@pytest.mark.parametrize(
+    "text, name",
+    [("mi chiamo giorgio fontana la stampante non va", "Giorgio Fontana"), ("je m'appelle claire dupont et l'imprimante est bloquée", "Claire Dupont"),
+     ("hello my name is peter novak the printer is broken", "Peter Novak")],
+)
+def test_a_name_phrase_in_a_transcribed_text_stops_where_the_sentence_goes_on(text, name):
+    x = extract(Contact(channel=Channel.VOICE, external_id="t", text=text), UNSEEN, ("clean_text", "identify_reporter"))
+    assert x.fields["reporter_name"].value == name

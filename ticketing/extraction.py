@@ -200,6 +200,7 @@ _FUNCTION_WORDS = frozenset(
     "the and is not to of it yes but with for have has my".split()
 )
 _PRONOUNS = frozenset("io me moi lui lei him her myself sempre io stesso ca cela ok okay bene nessuno personne nobody".split())
+_ARTICLES = frozenset("il lo la le i gli un una uno les un une the a".split())
 _TITLE = re.compile(r"^(?:(?:dott|dr|ing|avv|geom|rag|arch|prof|sig|mr|mrs|ms)\.?(?:ssa|ra|a)?\.?\s+)+", re.I)
 _CAP_NAME_RE = re.compile(rf"^({_CAP_NAME})\b")
 _SIG_NAME = re.compile(rf"^({_CAP_NAME})$")
@@ -244,7 +245,8 @@ def identify_reporter(x: Extraction) -> None:
     if m := _STRONG_PHRASE.search(text):
         words = []
         for w in re.split(r"[\s]+", re.split(r"[,.;:\n]", m.group(1), maxsplit=1)[0].strip()):
-            if fold(w) in _NAME_STOP or "'" in w or len(words) == 3:
+            # an article after two words starts the sentence, not a surname ("giorgio fontana la stampante")
+            if fold(w) in _NAME_STOP or "'" in w or len(words) == 3 or (len(words) >= 2 and fold(w) in _ARTICLES):
                 break
             words.append(w)
         if words:
