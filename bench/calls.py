@@ -333,6 +333,18 @@ def print_table(table: dict, engines: dict, load: tuple) -> None:
               f"{pct(*r['asset'])} | {pct(*r['anomaly'])} |" + (f" {r['errors']} error(s)" if r["errors"] else ""))
 
 
+def rescore(path: Path) -> int:
+    """The figures of a saved run against the set as it is now (its expectations and the scoring)."""
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    by_id = {c.id: c for c in load_set()}
+    outcomes = []
+    for row in saved["calls"]:
+        o = Outcome(by_id[row["id"]], row["mode"], row["voice"], row["ticket"], row["fields"], row["said_back"], row["seconds"], row["error"])
+        outcomes.append(o)
+    print_table(summary(outcomes), saved["engines"], tuple(saved["load"]))
+    return 0
+
+
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -349,8 +361,11 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1, help="transcription worker threads (default 1)")
     ap.add_argument("--verbose", action="store_true", help="print every call's fields")
     ap.add_argument("--json", type=Path, help="write every call's outcome here")
+    ap.add_argument("--rescore", type=Path, help="score a --json file again against the set (no call is made)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.rescore:
+        return rescore(args.rescore)
     missing = missing_tools()
     if missing:
         print(f"missing: {', '.join(missing)} (Debian packages: festival festvox-itapc16k festvox-italp16k "
