@@ -305,3 +305,18 @@ def test_assigning_from_the_desk_names_an_active_operator_and_a_specialist_is_re
         csrf = form_fields(page_html)["csrf"]
         refused = c.post(f"/desk/tickets/{number}/take", data={"csrf": csrf})
         assert refused.status_code == 403 and "their groups" in refused.text
+
+
+def test_the_audit_page_shows_logins_and_account_changes_to_administrators_only(web):
+    web.desk.accounts.add("capo", "Capo", "password lunga 1", role="admin")
+    web.desk.accounts.create_token("audit-tool", operator="capo", actor="capo")
+    with httpx.Client(base_url=web.url) as c:
+        desk_login(c, password="wrong password!")
+        desk_login(c)
+        assert c.get("/desk/audit").status_code == 403  # a level I operator
+    with httpx.Client(base_url=web.url) as c:
+        desk_login(c, "capo", "password lunga 1")
+        page_html = c.get("/desk/audit").text
+        for kind in ("login.failed", "login", "operator.added", "token.created"):
+            assert f'data-kind="{kind}"' in page_html
+        assert "audit-tool" in page_html and "127.0.0.1" in page_html
