@@ -187,3 +187,41 @@ def test_a_rejection_is_recorded_once_and_noted_on_its_ticket(core):
         t = s.get(Ticket, first.ticket_id)
         assert [e.kind for e in t.events] == ["created", "delivery_problem"]
     assert count(core, Ticket) == 1
+
+
+def test_the_group_committer_batches_what_arrives_during_a_commit_and_isolates_a_failure():
+    import threading
+
+    import pytest
+
+    from ticketing.committer import GroupCommitter
+
+    release, entered = threading.Event(), threading.Event()
+    batches: list[list[int]] = []
+
+    def commit_many(items: list[int]) -> list[int]:
+        if not batches:
+            entered.set()
+            release.wait(10)  # the first commit is slow: everything submitted meanwhile waits for the next
+        batches.append(list(items))
+        if 13 in items:
+            raise ValueError("contact 13 trips the core")
+        return [i * 10 for i in items]
+
+    committer = GroupCommitter(commit_many, max_batch=64)
+    first = committer.submit(0)
+    assert entered.wait(10)  # the commit thread has taken the first item and waits in commit_many
+    rest = [committer.submit(i) for i in range(1, 21)]
+    release.set()
+    assert first.result(10) == 0
+    results = []
+    for i, f in zip(range(1, 21), rest):
+        if i == 13:
+            with pytest.raises(ValueError):
+                f.result(10)
+        else:
+            results.append(f.result(10))
+    assert results == [i * 10 for i in range(1, 21) if i != 13]
+    assert batches[0] == [0] and batches[1] == list(range(1, 21))  # one batch for the 20, then one by one
+    assert len(batches) == 2 + 20
+    committer.close()

@@ -32,3 +32,39 @@ def test_upgrade_reaches_head_from_empty(tmp_path):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     engine.dispose()
+
+
+def test_a_blob_written_without_its_own_fsync_is_there_and_flush_makes_it_durable(tmp_path):
+    store = storage.BlobStore(tmp_path / "blobs")
+    ref = store.put(b"raw mail", sync=False)
+    store.flush()  # syncfs(2) of the store's filesystem: no error, and the bytes are the same
+    assert store.get(ref.sha256) == b"raw mail"
+
+
+def test_on_sqlite_a_reader_takes_no_write_lock_and_a_writer_takes_it_at_begin(tmp_path):
+    import sqlite3
+
+    import pytest
+    from sqlalchemy import text
+
+    path = tmp_path / "db.sqlite3"
+    engine = storage.make_engine(f"sqlite:///{path}")
+    sessions = storage.make_sessionmaker(engine)
+    with sessions() as s, s.begin():
+        s.execute(text("CREATE TABLE t (x INTEGER)"))
+    probe = sqlite3.connect(path, timeout=0, isolation_level=None)  # another process's writer, never waiting
+    reader = sessions()
+    try:
+        assert reader.execute(text("SELECT count(*) FROM t")).scalar() == 0  # a read transaction, held open
+        probe.execute("BEGIN IMMEDIATE")  # the write lock is free: taken at once
+        probe.execute("INSERT INTO t VALUES (1)")
+        probe.execute("COMMIT")
+        assert reader.execute(text("SELECT count(*) FROM t")).scalar() == 0  # still its own snapshot
+    finally:
+        reader.close()
+    with sessions() as writer, writer.begin():  # an explicit transaction writes: the lock is taken at BEGIN
+        writer.execute(text("SELECT 1"))
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            probe.execute("BEGIN IMMEDIATE")
+    probe.close()
+    engine.dispose()
