@@ -151,6 +151,36 @@ organisations.command("import")(_import_command("organisations"))
 
 
 @main.group()
+def kb() -> None:
+    """The knowledge base: articles as Markdown files with front matter (title, assets, kinds, language, status)."""
+
+
+@kb.command("import")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@pass_state
+def kb_import(state: State, directory: Path) -> None:
+    """Import every DIRECTORY/*.md (keyed by file name: importing again changes only what was edited)."""
+    from ticketing.knowledge import import_dir
+
+    report = import_dir(state.core().sessions, directory)
+    for line in report.errors:
+        click.echo(f"{directory}/{line}", err=True)
+    click.echo(f"{report.created} articles created, {report.updated} updated, {report.unchanged} unchanged, {len(report.errors)} rejected")
+    if report.errors:
+        sys.exit(1)
+
+
+@kb.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@pass_state
+def kb_export(state: State, directory: Path) -> None:
+    """Write every article to DIRECTORY/<slug>.md."""
+    from ticketing.knowledge import export_dir
+
+    click.echo(f"{export_dir(state.core().sessions, directory)} articles exported to {directory}")
+
+
+@main.group()
 def tickets() -> None:
     """Look at tickets."""
 
@@ -172,6 +202,10 @@ def _ticket_summary(core, t) -> dict:
 
 
 def _ticket_detail(core, t) -> dict:
+    from sqlalchemy.orm import object_session
+
+    from ticketing.suggestions import stored as stored_suggestions
+
     low = core.config.ticketing.low_confidence
     data = _ticket_summary(core, t)
     view = core.desk._header(t)  # organisation, group, waiting and SLA as the desk and the API show them
@@ -206,6 +240,7 @@ def _ticket_detail(core, t) -> dict:
                 for m in t.messages
             ],
             "events": [{"at": e.at.isoformat(), "kind": e.kind, "actor": e.actor, "data": e.data} for e in t.events],
+            "suggestions": [x.as_json() for x in stored_suggestions(object_session(t), t.id)],
         }
     )
     return data

@@ -91,6 +91,7 @@ async def serve(core: Core, stop: asyncio.Event | None = None) -> None:
     started: list[ChannelService] = []
     workers = None
     watch = None
+    suggest = None
     try:
         # Load every channel before starting any: a channel may offer another something at load time (the
         # voice channel's Twilio webhooks are served by the web channel).
@@ -115,6 +116,8 @@ async def serve(core: Core, stop: asyncio.Event | None = None) -> None:
         workers = _transcription_workers(core)
         watch = _sla_watch(core)
         await watch.start()
+        suggest = _suggestions(core)  # articles and similar resolved tickets, after each intake commit (issue 13)
+        await suggest.start()
         if not started:
             log.warning("no channel is enabled: the gateway takes no contacts (see [email], [web], [voice] in the config)")
         log.info("helpdesk-gateway ready (database %s)", core.engine.url.render_as_string(hide_password=True))
@@ -125,6 +128,8 @@ async def serve(core: Core, stop: asyncio.Event | None = None) -> None:
             workers.stop()
         if watch is not None:
             await watch.stop()
+        if suggest is not None:
+            await suggest.stop()
         for service in reversed(started):
             try:
                 await service.stop()
@@ -142,6 +147,13 @@ def _sla_watch(core: Core):
         on_breach = metrics.counter("helpdesk_sla_breaches", "SLA breaches raised on tickets (respond or resolve)").inc
     t = core.config.ticketing
     return SlaWatch(core.sessions, core.lifecycle, t.number_prefix, t.sla_check_seconds, on_breach)
+
+
+def _suggestions(core: Core):
+    """The suggestion worker: reads the events after its cursor, ranks articles and resolved tickets."""
+    from ticketing.suggestions import SuggestionWorker
+
+    return SuggestionWorker(core.sessions, core.config.ticketing.number_prefix)
 
 
 def _transcription_workers(core: Core):

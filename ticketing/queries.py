@@ -13,6 +13,7 @@ from .groups import GroupMember, SupportGroup
 from .lifecycle import LEVELS, OPEN_STATUSES, TRANSITIONS
 from .models import Asset, Message, Ticket, TicketField, User
 from .numbering import format_number, parse_number
+from .suggestions import stored as stored_suggestions
 from .views import (
     AssetView, AttachmentView, EventView, FieldView, MessageView, Page, QueueFilters, QueueRow, ReplyTarget,
     TicketHeader, TicketNotFound, TicketView, UserView,
@@ -213,6 +214,7 @@ class Queries:
         return TicketView(
             *self._header_values(t),
             t.language, t.respond_by, t.resolve_by, self._fields(t), messages, events, _actions(t), t.first_response_at, t.waiting_for,
+            stored_suggestions(object_session(t), t.id),
         )
 
 

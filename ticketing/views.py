@@ -131,6 +131,7 @@ class TicketView(TicketHeader):
     actions: tuple[str, ...] = ()  # what the rules allow now: take, escalate, wait, resume, resolve, close, reopen
     first_response_at: datetime | None = None
     waiting_for: str | None = None
+    suggestions: tuple = ()  # ticketing.suggestions.Suggestion: articles and resolved tickets, best first (issue 13)
 
     def field(self, name: str) -> FieldView | None:
         return next((f for f in self.fields if f.name == name), None)

@@ -142,6 +142,14 @@ class EventOut(BaseModel):
     data: dict[str, Any]
 
 
+class SuggestionOut(BaseModel):
+    kind: Literal["article", "ticket"]
+    ref: int | str = Field(description="the article's id, or the resolved ticket's number")
+    title: str
+    score: float
+    detail: str = Field("", description="the article's solution or workaround, or the ticket's resolution report")
+
+
 class TicketOut(TicketHeaderOut):
     language: str | None
     respond_by: datetime | None
@@ -152,6 +160,7 @@ class TicketOut(TicketHeaderOut):
     actions: list[str] = Field(description="the actions the lifecycle rules allow now")
     first_response_at: datetime | None
     waiting_for: Literal["user", "vendor"] | None
+    suggestions: list[SuggestionOut] = Field(default=[], description="published articles and similar resolved tickets, best first")
 
 
 class TicketList(BaseModel):
