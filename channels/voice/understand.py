@@ -34,6 +34,7 @@ log = logging.getLogger("channels.voice.understand")
 Transcribe = Callable[[Path, str, str, list[str]], str]
 Interpret = Callable[[str, str, str], Any]  # with .phrases(question) -> list[str] when it can say what to listen for
 GRAMMAR_MIN_CONFIDENCE = 0.6  # a constrained (Vosk grammar) result under this is decoded again freely
+MAX_TOKENS = 40  # a name or an asset is a few words: a decoding that runs on is looping, not listening
 
 
 class Understander:
@@ -120,7 +121,7 @@ class QuickTranscriber:
             # Greedy, no word timings, and no hotwords: with hints a greedy pass can loop on one word until the
             # context is full (30 s on a loaded machine for a 2-second name); the fuzzy matching that follows
             # copes with near misses, and the caller hears what was understood.
-            return engine.transcribe(pcm, None, beam_size=1, word_timestamps=False).text
+            return engine.transcribe(pcm, None, beam_size=1, word_timestamps=False, max_new_tokens=MAX_TOKENS).text
         return engine.transcribe(pcm).text
 
 

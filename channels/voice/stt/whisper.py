@@ -114,7 +114,7 @@ class WhisperEngine:
         return Grammar(kept, bias=True) if kept and self.hints != "off" else None
 
     def transcribe(self, pcm: bytes, grammar: Grammar | None = None, *, beam_size: int | None = None,
-                   word_timestamps: bool = True) -> Transcript:
+                   word_timestamps: bool = True, max_new_tokens: int | None = None) -> Transcript:
         import numpy as np  # comes with faster-whisper; not needed to look at model directories
 
         samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
@@ -134,6 +134,7 @@ class WhisperEngine:
                 vad_filter=True,
                 vad_parameters={"min_silence_duration_ms": 500},
                 condition_on_previous_text=False,
+                max_new_tokens=max_new_tokens,  # the IVR's quick path: a short answer cannot loop for long
             )
             segments = list(segments)
         words = [
