@@ -116,19 +116,21 @@ def build(core, workdir: Path, articles: list[dict]) -> dict[str, str]:
     return topics
 
 
-def evaluate(core, problems: list[dict], topics: dict[str, str], *, worker_seconds: float = 0.5, timeout: float = 5.0) -> dict:
-    """Deliver each problem through the intake with the suggestion worker running; the figures."""
+def evaluate(core, problems: list[dict], topics: dict[str, str], *, worker_seconds: float | None = 0.5, timeout: float = 5.0) -> dict:
+    """Deliver each problem through the intake with the suggestion worker running; the figures.
+    `worker_seconds=None`: no worker thread, one suggestion pass after each delivery (the test's way)."""
     from sqlalchemy import select
 
     from ticketing import kbindex
     from ticketing.contact import Channel, Contact, Sender
     from ticketing.knowledge import Article
     from ticketing.models import Asset, Ticket
-    from ticketing.suggestions import SuggestionWorker, TicketSuggestion, query_text
+    from ticketing.suggestions import SuggestionWorker, TicketSuggestion, query_text, run_once
 
     prefix = core.config.ticketing.number_prefix
-    worker = SuggestionWorker(core.sessions, prefix, seconds=worker_seconds)
-    asyncio.run(worker.start())
+    worker = SuggestionWorker(core.sessions, prefix, seconds=worker_seconds) if worker_seconds else None
+    if worker is not None:
+        asyncio.run(worker.start())
     latencies, rank_times, hits, rr, tprec, misses = [], [], 0, 0.0, [], []
     try:
         with core.sessions() as s:
@@ -137,6 +139,8 @@ def evaluate(core, problems: list[dict], topics: dict[str, str], *, worker_secon
             r = core.intake.submit(Contact(Channel.EMAIL, f"<kb-problem-{n}@bench.example>", sender=Sender("Utente", f"nuovo{n}@example.org"),
                                            text=p["text"], language=p["lang"]))
             t0 = time.perf_counter()
+            if worker is None:
+                run_once(core.sessions, prefix)
             while True:
                 with core.sessions() as s:
                     rows = list(s.scalars(select(TicketSuggestion).where(TicketSuggestion.ticket_id == r.ticket_id)))
@@ -163,7 +167,8 @@ def evaluate(core, problems: list[dict], topics: dict[str, str], *, worker_secon
             first = next((i for i, h in enumerate(ten, 1) if slugs.get(h.ref) in expect), None)
             rr += 1 / first if first else 0.0
     finally:
-        asyncio.run(worker.stop())
+        if worker is not None:
+            asyncio.run(worker.stop())
     latencies.sort()
     rank_times.sort()
     return {
