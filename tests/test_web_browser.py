@@ -128,7 +128,7 @@ def test_operator_escalates_through_three_levels_and_resolves(sqlite_core, web_f
     page.goto(f"{web.url}/desk/tickets/{number}?lang=en")
     assert page.locator("#t-status").inner_text() == "Resolved"
     assert page.locator("#t-level").inner_text() == "Level III"
-    assert page.locator("ol.history li[data-kind=escalated] strong").first.inner_text() == "Escalated"
+    assert page.locator("ol.history li[data-kind=escalated] .sentence").first.inner_text().startswith("Escalated from level I to level II")
     page.goto(f"{web.url}/desk/?status=all")
     row = page.locator("table.queue tbody tr", has_text=number)
     assert "Resolved" in row.inner_text() and "Level III" in row.inner_text() and "resolved" not in row.inner_text()
