@@ -29,6 +29,7 @@ ARTICLE, TICKET = "article", "ticket"
 K1, B = 1.2, 0.75
 ASSET_BOOST, KIND_BOOST = 1.6, 1.15  # a document about the very asset counts more than one about its kind
 COMMON = 0.6  # a term in more than this share of the documents says little: not read
+FLOOR = 0.2  # a document scoring under this share of the best one is noise beside it: not suggested
 
 STOP = {
     "it": "a ad al alla alle allo ai agli anche ancora che chi ci come con da dal dalla dei del della delle dello di "
@@ -173,4 +174,4 @@ def rank(session: Session, text: str, language: str | None, kind: str, *, asset_
             boost = KIND_BOOST
         hits.append(Hit(kind, ref, d.title, round(scores[ref] * boost, 4)))
     hits.sort(key=lambda h: (-h.score, h.ref))
-    return hits[:limit]
+    return [h for h in hits[:limit] if h.score >= FLOOR * hits[0].score]
