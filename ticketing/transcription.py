@@ -404,6 +404,7 @@ class JobQueue:
                 "confidence": r.confidence,
                 "silent": r.silent,
                 "words": [[w["word"], w["confidence"]] for w in r.words],
+                "times": [[w.get("start"), w.get("end")] for w in r.words],  # seconds: the desk seeks the recording to a word
             },
         )
         if r.silent:

@@ -503,3 +503,28 @@ class Texts:
 
     def event(self, kind: str) -> str:
         return self._coded("event_", kind)
+
+    # The desk's coded values and events (tables in `desk_texts.py`).
+    def field(self, name: str) -> str:
+        return desk_texts.field_label(self, name)
+
+    def source(self, source: str | None) -> str:
+        return desk_texts.source_label(self, source)
+
+    def value(self, name: str, value: str | None) -> str:
+        return desk_texts.field_value(self, name, value)
+
+    def question(self, question: str | None) -> str:
+        return desk_texts.question_label(self, question)
+
+    def criticality(self, value: str | None) -> str:
+        return self._coded("criticality_", value)
+
+    def sentence(self, kind: str, data: dict) -> str:
+        return desk_texts.event_sentence(self, kind, data)
+
+
+from . import desk_texts  # noqa: E402  (the desk's tables, merged into each language's texts)
+
+for _lang, _texts in desk_texts.DESK_TEXTS.items():
+    TEXTS[_lang].update({k: v for k, v in _texts.items() if k not in TEXTS[_lang]})

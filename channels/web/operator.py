@@ -21,6 +21,7 @@ from ticketing.lifecycle import STATUSES
 
 from .common import LoginRequired, client_key, csrf_ok, finish, language, rate_limit, render, web
 from .i18n import Texts
+from .ticket_page import ticket_page_context
 from .public import clean
 from .replies import ReplyError, send_reply
 from .security import SESSION_COOKIE
@@ -144,13 +145,16 @@ async def _ticket_page(request: Request, number: str, status: int = 200, error: 
         ticket = await run_in_threadpool(w.desk.ticket, number)
         reply = await run_in_threadpool(w.desk.reply_target, number)
     except TicketNotFound:
-        return render(request, "error.html", 404, message=f"Ticket {number}: non trovato / not found")
+        return render(request, "error.html", 404, message=Texts(language(request))("not_found_ticket", number=number))
     mail_on = getattr(w.ctx.shared, "mail", None) is not None
     operator = getattr(request.state, "operator", None)
     cannot = await run_in_threadpool(w.desk.refusal, number, operator) if operator else None  # this viewer's role
+    me = await run_in_threadpool(w.desk.accounts.get, operator) if operator else None
     return render(
         request, "ticket.html", status, ticket=ticket, error=error, done=done, field_names=FIELD_NAMES,
         reply=reply, mail_on=mail_on, reply_text=reply_text, cannot=cannot,
+        supervisor=me is not None and me.role in ("supervisor", "admin"),  # sees the events' raw data
+        **ticket_page_context(ticket),
     )
 
 
@@ -177,7 +181,7 @@ async def ticket_action(request: Request, number: str, action: str):
         try:
             await run_in_threadpool(send_reply, w.ctx, desk, number, text)
         except TicketNotFound:
-            return render(request, "error.html", 404, message=f"Ticket {number}: non trovato / not found")
+            return render(request, "error.html", 404, message=Texts(language(request))("not_found_ticket", number=number))
         except ReplyError as e:
             message = Texts(language(request))("reply_empty") if e.status == 422 else str(e)
             return await _ticket_page(request, number, e.status, error=message, reply_text=text)
@@ -199,7 +203,7 @@ async def ticket_action(request: Request, number: str, action: str):
     try:
         await run_in_threadpool(calls[action])
     except TicketNotFound:
-        return render(request, "error.html", 404, message=f"Ticket {number}: non trovato / not found")
+        return render(request, "error.html", 404, message=Texts(language(request))("not_found_ticket", number=number))
     except LifecycleError as e:
         return await _ticket_page(request, number, 409, error=str(e))
     except NotAllowed as e:

@@ -1,0 +1,156 @@
+"""The desk's ticket page as an operator reads it (issue 15): every desk page in Italian, French and English
+with no internal field key or raw coded value on screen, the history as sentences (raw data only for
+supervisors), each recording beside its transcript with unsure words shaded, and a word that seeks the audio
+in a real Chromium."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.test_web_support import OPERATOR, PASSWORD, chromium, form_fields, login, page, web, web_factory  # noqa: F401
+
+DATA = Path(__file__).parent / "data" / "stt"
+LANGS = ("it", "fr", "en")
+
+
+def poll(check, seconds: float = 10.0) -> bool:
+    """Polled from Python: the desk's CSP forbids the eval that Playwright's wait_for_function needs."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def desk_login(c: httpx.Client, username=OPERATOR, password=PASSWORD) -> None:
+    hidden = form_fields(c.get("/desk/login").text)
+    assert c.post("/desk/login", data={"username": username, "password": password, **hidden}).status_code == 303
+
+
+def visible_text(page_html: str) -> str:
+    """What the page itself says: no tags, attributes, scripts, the closed raw-data toggle, nor the messages'
+    own words (a mail's text is what its writer wrote: the notice mail to a group quotes "Urgency: high")."""
+    body = re.sub(r"(?s)<(script|style|details)\b.*?</\1>", " ", page_html)
+    body = re.sub(r'(?s)<pre class="text">.*?</pre>', " ", body)
+    body = re.sub(r"(?s)<[^>]+>", " ", body)
+    return html.unescape(body)
+
+
+def voice_ticket(web, words=(("il", 0.95, 0.10, 0.25), ("computer", 0.42, 0.25, 0.80), ("dello", 0.9, 0.80, 1.05), ("sportello", 0.35, 1.05, 1.70))):
+    """A call as the voice channel delivers it (the recording in the blob store, a transcription job), and the
+    worker's result landing through the job queue, as a transcription worker's does."""
+    from ticketing.contact import Attachment, Channel, Contact, Sender
+    from ticketing.transcription import JobQueue, Recognised
+
+    wav = (DATA / "it_stampante.wav").read_bytes()
+    core = web.core
+    att = Attachment("answer-asset.wav", "audio/wav", core.blobs.put(wav), kind="recording", question="asset")
+    result = core.intake.submit(Contact(Channel.VOICE, f"call-{len(words)}", sender=Sender(phone="+39 055 000 0000"), language="it", attachments=(att,)))
+    queue = JobQueue(core.sessions, core.lifecycle, core.intake.directory.get)
+    claim = queue.claim("test-worker")
+    assert claim is not None
+    text = " ".join(w[0] for w in words)
+    assert queue.complete(claim, Recognised(text, 0.66, "vosk", "small-it", [
+        {"word": w, "confidence": c, "start": s, "end": e} for w, c, s, e in words
+    ]))
+    return result.ticket_number, att.blob.sha256
+
+
+def email_ticket(web):
+    from ticketing.contact import Channel, Contact, Sender
+
+    text = "Buongiorno, la stampante dell'ufficio tributi non stampa da stamattina.\n\nMario Rossi\nTel. +39 055 123 4567"
+    return web.ctx.intake.deliver(Contact(Channel.EMAIL, "ticket-page@x", sender=Sender(name="Mario Rossi", email="mario.rossi@regione.example.it"),
+                                          subject="Stampante bloccata", text=text)).ticket_number
+
+
+def forbidden_on_screen(lang: str) -> set[str]:
+    """Internal names that must never be read: field keys, coded values a language translates differently."""
+    from channels.web.i18n import TEXTS
+    from ticketing.extraction import FIELD_NAMES
+    from ticketing.lifecycle import STATUSES, URGENCIES
+
+    words = set(FIELD_NAMES) | {"transcript_asset", "transcript_anomaly", "transcript_name", "anomaly", "transcribed", "status_changed"}
+    coded = set(URGENCIES) | set(STATUSES) | {"medium", "caller_id", "directory", "header", "signature", "transcript", "inventory"}
+    shown = {w for v in TEXTS[lang].values() for w in re.findall(r"[\w-]+", v.lower())}
+    # a coded value is allowed only where the language's own words spell it ("email header", "High")
+    return words | {c for c in coded if c not in shown}
+
+
+def test_every_desk_page_in_every_language_shows_no_internal_key_or_raw_value(web):
+    from channels.web.i18n import TEXTS
+
+    voice, _ = voice_ticket(web)
+    email = email_ticket(web)
+    web.desk.take(email, OPERATOR)
+    web.desk.set_field(email, OPERATOR, "urgency", "high")
+    web.desk.note(email, OPERATOR, "Chiamato l'utente")
+    web.desk.escalate(email, OPERATOR, "Serve il tecnico")
+    with httpx.Client(base_url=web.url) as c:
+        desk_login(c)
+        for lang in LANGS:
+            pages = {"queue": c.get(f"/desk/?lang={lang}"), "email": c.get(f"/desk/tickets/{email}?lang={lang}"),
+                     "voice": c.get(f"/desk/tickets/{voice}?lang={lang}")}
+            for name, r in pages.items():
+                assert r.status_code == 200, (lang, name)
+                assert f'<html lang="{lang}">' in r.text
+                seen = visible_text(r.text)
+                for word in forbidden_on_screen(lang):
+                    assert not re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", seen, re.I if "_" in word else 0), (lang, name, word)
+                headings = re.findall(r"(?s)<h[12][^>]*>(.*?)</h[12]>", r.text)
+                assert headings and not any(" / " in h for h in headings), (lang, name, headings)
+            texts = TEXTS[lang]
+            ticket_text = visible_text(pages["email"].text)
+            for key in ("h_fields", "h_actions", "h_history", "field_reporter_name", "field_anomaly", "field_urgency", "urgency_high"):
+                assert texts[key] in ticket_text, (lang, key)
+            assert texts["evs_escalated"].split("{")[0].strip() in ticket_text  # the escalation as a sentence
+            assert texts["h_transcripts"] in visible_text(pages["voice"].text)
+
+
+def test_a_transcription_reads_as_a_sentence_and_its_raw_data_is_for_supervisors(web):
+    voice, _ = voice_ticket(web)
+    web.desk.accounts.add("sara.capo", "Sara Capo", PASSWORD, role="supervisor")
+    with httpx.Client(base_url=web.url) as c:
+        desk_login(c)
+        r = c.get(f"/desk/tickets/{voice}?lang=it")
+        seen = visible_text(r.text)
+        assert "Trascrizione della risposta «apparecchio»: il computer dello sportello" in seen
+        assert "words" not in r.text and "[[" not in r.text  # no raw JSON for a level I operator
+    with httpx.Client(base_url=web.url) as c:
+        desk_login(c, "sara.capo")
+        r = c.get(f"/desk/tickets/{voice}?lang=fr")
+        assert "Transcription de la réponse « équipement » : il computer" in visible_text(r.text)
+        raw = re.findall(r"(?s)<details class=\"raw\"><summary>Détails</summary><pre>(.*?)</pre>", r.text)
+        assert any('"words"' in d and '"times"' in d for d in raw)  # behind the toggle
+
+
+def test_each_recording_plays_beside_its_transcript_with_unsure_words_shaded(web):
+    voice, sha = voice_ticket(web)
+    with httpx.Client(base_url=web.url) as c:
+        desk_login(c)
+        r = c.get(f"/desk/tickets/{voice}?lang=en")
+    fig = re.search(r'(?s)<figure class="recording"[^>]*data-recording="%s">(.*?)</figure>' % sha, r.text)
+    assert fig, "the recording's figure"
+    assert f'src="/desk/tickets/{voice}/files/{sha}"' in fig.group(1)
+    words = re.findall(r'<button type="button" class="word( unsure)?"[^>]*data-start="([\d.]+)"[^>]*>([^<]+)</button>', fig.group(1))
+    assert [(w, bool(u), float(s)) for u, s, w in words] == [("il", False, 0.1), ("computer", True, 0.25), ("dello", False, 0.8), ("sportello", True, 1.05)]
+    assert 'src="/static/transcript.js"' in r.text
+
+
+def test_clicking_a_word_seeks_the_recording_to_it(web, page):
+    voice, _ = voice_ticket(web, words=(("la", 0.9, 0.2, 0.4), ("stampante", 0.3, 0.9, 1.6), ("tributi", 0.8, 1.7, 2.3)))
+    login(page, web.url)
+    page.goto(f"{web.url}/desk/tickets/{voice}?lang=it")
+    audio = "() => { const a = document.querySelector('figure.recording audio'); return [a.readyState, a.currentTime]; }"
+    assert poll(lambda: page.evaluate(audio)[0] >= 1)  # metadata read: the desk serves the recording
+    page.click("button.word:has-text('stampante')")  # said from 0.9 s
+    assert poll(lambda: abs(page.evaluate(audio)[1] - 0.85) < 0.4), page.evaluate(audio)
+    assert page.locator("button.word.playing").inner_text() == "stampante"
+    assert page.dialogs == []
