@@ -98,6 +98,7 @@ class ChannelContext:
     # starts (the SIP workers) to build its own core from.
     worker_config: Callable[[Any], str] | None = None
     outbox: OutboxPort | None = None  # the durable outbox of outgoing mail (the email channel drains it)
+    search: Any = None  # ticketing.search.Search: tickets by words, reporter, asset, organisation, group, dates (web)
 
 
 class SchemaNotReady(RuntimeError):
@@ -189,4 +190,11 @@ def channel_context(core: Core, settings: Any) -> ChannelContext:
         interpret=AnswerReader(core.intake.directory.get),
         worker_config=worker_config,
         outbox=core.outbox,
+        search=_search(core),
     )
+
+
+def _search(core: Core):
+    from ticketing.search import Search
+
+    return Search(core.sessions, core.config.ticketing.number_prefix)

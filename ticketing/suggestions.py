@@ -7,7 +7,8 @@ the ticket's suggestions be computed again; a `resolved` event puts the ticket a
 (`ticketing/kbindex.py`), a `reopened` one takes it out. The cursor moves in the same transaction as the
 suggestions it produced, so a crash recomputes a batch rather than losing one; a hole in the event ids (a
 transaction that took an id and has not committed yet, on PostgreSQL) is waited for a few seconds before it
-is passed over. Results are rows of `ticket_suggestions`, read with the ticket (`stored`).
+is passed over. Results are rows of `ticket_suggestions`, read with the ticket (`stored`). The same pass keeps
+the search postings of those tickets current (`ticketing/search.py`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, delete, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, selectinload, sessionmaker
 
-from . import kbindex
+from . import kbindex, search
 from .knowledge import Article
 from .models import Asset, Base, BigId, Event, Ticket, utcnow
 from .numbering import format_number
@@ -163,6 +164,7 @@ def run_once(sessions: sessionmaker[Session], prefix: str = "HD", *, batch: int 
                     recompute.add(e.ticket_id)
             if recompute:
                 for t in s.scalars(select(Ticket).where(Ticket.id.in_(recompute)).options(selectinload(Ticket.fields))):
+                    search.index_ticket(s, t)  # the words a search finds it by (ticketing/search.py)
                     if t.status not in CLOSED:
                         compute(s, t, prefix)
                         done += 1

@@ -115,9 +115,10 @@ def create_app(ctx, desk: Desk) -> FastAPI:
     app.include_router(public.router)
     app.include_router(operator.router)
     app.include_router(api.router)
-    from . import outbox
+    from . import knowledge, outbox
 
     outbox.install(app)  # /desk/outbox and the waiting count in the desk's header
+    app.include_router(knowledge.router)  # /api/v1/search, /desk/search, rejections (issue 13)
     api.install(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _error_handlers(app)

@@ -1,0 +1,85 @@
+"""Search in the API and the desk (issue 13 §3): `GET /api/v1/search` (token) and `/desk/search` (operators).
+
+Both read the core's `Search` (`ticketing/search.py`) through the context's `search` port, paged, with the same
+criteria: `q` (words of the anomaly, messages and transcripts), `reporter`, `asset`, `organisation`, `group`,
+`from` and `to` (YYYY-MM-DD, inclusive). An unknown organisation or group, or a reversed range, is a 422.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from ticketing.search import SearchError, SearchQuery
+
+from .api import ApiError, integration
+from .common import render, web
+from .operator import require_operator
+from .public import clean
+
+router = APIRouter()
+api = APIRouter(prefix="/api/v1", dependencies=[Depends(integration)])
+desk = APIRouter(prefix="/desk", include_in_schema=False)
+
+
+def _query(q: str, reporter: str, asset: str, organisation: str, group: str, since: date | None, until: date | None) -> SearchQuery:
+    return SearchQuery(clean(q)[:300], clean(reporter)[:200], clean(asset)[:100], clean(organisation)[:200], clean(group)[:100], since, until)
+
+
+async def _run(request: Request, query: SearchQuery, page: int, per_page: int):
+    port = getattr(web(request).ctx, "search", None)
+    if port is None:
+        raise ApiError(503, "Service Unavailable", "search is not wired in this gateway")
+    return await run_in_threadpool(port.search, query, page, per_page)
+
+
+@api.get("/search", summary="Tickets by words, reporter, asset, organisation, group and date range, newest first")
+async def api_search(
+    request: Request,
+    q: str = Query("", max_length=300, description="words of the anomaly, messages and transcripts (all must match)"),
+    reporter: str = Query("", max_length=200),
+    asset: str = Query("", max_length=100, description="an asset's tag, or part of its name"),
+    organisation: str = Query("", max_length=200),
+    group: str = Query("", max_length=100),
+    since: date | None = Query(None, alias="from"),
+    until: date | None = Query(None, alias="to"),
+    page: int = Query(1, ge=1, le=100000),
+    per_page: int = Query(50, ge=1, le=200),
+):
+    try:
+        result = await _run(request, _query(q, reporter, asset, organisation, group, since, until), page, per_page)
+    except SearchError as e:
+        raise ApiError(422, "Unprocessable Entity", str(e)) from None
+    return {"items": [dataclasses.asdict(i) for i in result.items], "page": result.page, "per_page": result.per_page, "total": result.total}
+
+
+def _date(text: str | None) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+@desk.get("/search")
+async def desk_search(request: Request, operator: str = Depends(require_operator)):
+    p = request.query_params
+    values = {k: clean(p.get(k, ""))[:300] for k in ("q", "reporter", "asset", "organisation", "group", "from", "to")}
+    try:
+        page = max(1, min(100000, int(p.get("page", "1"))))
+    except ValueError:
+        page = 1
+    result, error = None, None
+    if any(values.values()):
+        try:
+            result = await _run(request, _query(values["q"], values["reporter"], values["asset"], values["organisation"], values["group"],
+                                                _date(values["from"]), _date(values["to"])), page, 50)
+        except SearchError as e:
+            error = str(e)
+    return render(request, "search.html", 422 if error else 200, values=values, result=result, error=error)
+
+
+router.include_router(api)
+router.include_router(desk)

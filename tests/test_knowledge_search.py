@@ -1,0 +1,84 @@
+"""Search by each criterion (issue 13 §3), in the core and through `GET /api/v1/search` and `/desk/search`:
+words of the anomaly, of a later message and of a call's transcript (stemmed: plural or accent do not matter),
+the reporter, the asset, the organisation, the group and the date range; paged; bad criteria are a 422."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from tests.test_web_support import web, web_factory  # noqa: F401  (fixtures)
+from tests.test_web_mail import desk_login
+from ticketing.contact import Channel, Contact, Sender
+from ticketing.models import Ticket
+from ticketing.search import Search, SearchError, SearchQuery
+from ticketing.suggestions import run_once
+
+
+def mail(core, n, text, who=("Mario Rossi", "mario.rossi@example.org"), language="it", subject=None):
+    return core.intake.submit(Contact(Channel.EMAIL, f"<s-{n}@example.org>", sender=Sender(*who), text=text, language=language, subject=subject))
+
+
+def numbers(page) -> set[str]:
+    return {h.number for h in page.items}
+
+
+def test_search_by_each_criterion(core):
+    a = mail(core, 1, "La stampante multifunzione del piano 2 non stampa, carta inceppata.")
+    b = mail(core, 2, "Le VPN ne se connecte pas depuis la maison.", who=("Claire Dubois", "claire.dubois@example.org"), language="fr")
+    c = mail(core, 3, "Il protocollo non assegna il numero.", who=("Giulia Bianchi", "giulia.bianchi@example.org"))
+    # A later message on ticket c, and a transcript field on b, are searched too.
+    core.intake.submit(Contact(Channel.EMAIL, "<s-4@example.org>", sender=Sender("Giulia Bianchi", "giulia.bianchi@example.org"),
+                               text="Aggiungo: succede anche con le raccomandate.", subject=f"Re: [{c.ticket_number}]"))
+    with core.sessions() as s, s.begin():
+        core.lifecycle.set_field(s.get(Ticket, b.ticket_id), "transcript_anomaly", "le certificat du VPN a expiré", "stt", confidence=0.8, source="whisper")
+        s.execute(update(Ticket).where(Ticket.id == a.ticket_id).values(created_at=datetime(2026, 1, 10, 9, tzinfo=timezone.utc)))
+    run_once(core.sessions, "HD")
+    search = Search(core.sessions, "HD")
+
+    def find(**kw):
+        return numbers(search.search(SearchQuery(**kw)))
+
+    assert find(words="stampanti inceppate") == {a.ticket_number}  # stems: plural and participle
+    assert find(words="raccomandate") == {c.ticket_number}  # a later message
+    assert find(words="certificats") == {b.ticket_number}  # a transcript, in French
+    assert find(words="stampante vpn") == set()  # every word must match
+    assert find(reporter="dubois") == {b.ticket_number} and find(reporter="giulia.bianchi") == {c.ticket_number}
+    assert find(asset="PRN-0210") == {a.ticket_number} and find(asset="protocollo") == {c.ticket_number}
+    assert find(since=date(2026, 1, 1), until=date(2026, 1, 10)) == {a.ticket_number}
+    assert a.ticket_number not in find(since=date(2026, 1, 11))
+    with core.sessions() as s:
+        t = s.get(Ticket, c.ticket_id)
+        org, group = t.organisation_id, t.group_id
+    from ticketing.organisations import Organisation
+    with core.sessions() as s:
+        org_name = s.get(Organisation, org).name if org else None
+    if org_name:
+        assert c.ticket_number in find(organisation=org_name)
+    with pytest.raises(SearchError):
+        search.search(SearchQuery(organisation="Nessuna"))
+    with pytest.raises(SearchError):
+        search.search(SearchQuery(since=date(2026, 2, 1), until=date(2026, 1, 1)))
+    first = search.search(SearchQuery(reporter="example.org"), page=1, per_page=2)
+    second = search.search(SearchQuery(reporter="example.org"), page=2, per_page=2)
+    assert first.total == 3 and len(first.items) == 2 and len(second.items) == 1 and not numbers(first) & numbers(second)
+
+
+def test_search_through_the_api_and_the_desk(web):
+    core = web.core
+    a = mail(core, 10, "Il telefono VoIP non ha linea.")
+    mail(core, 11, "La posta elettronica è lenta.")
+    run_once(core.sessions, "HD")
+    with httpx.Client(base_url=web.url, headers={"authorization": f"Bearer {web.token}"}) as api:
+        r = api.get("/api/v1/search", params={"q": "telefono", "from": "2020-01-01"})
+        assert r.status_code == 200 and [i["number"] for i in r.json()["items"]] == [a.ticket_number] and r.json()["total"] == 1
+        assert api.get("/api/v1/search", params={"group": "Nessuno"}).status_code == 422
+    with httpx.Client(base_url=web.url) as anon:
+        assert anon.get("/api/v1/search", params={"q": "x"}).status_code == 401
+    with httpx.Client(base_url=web.url) as c:
+        desk_login(c)
+        page = c.get("/desk/search", params={"q": "linea"})
+        assert page.status_code == 200 and a.ticket_number in page.text
