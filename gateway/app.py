@@ -99,6 +99,7 @@ class ChannelContext:
     worker_config: Callable[[Any], str] | None = None
     outbox: OutboxPort | None = None  # the durable outbox of outgoing mail (the email channel drains it)
     search: Any = None  # ticketing.search.Search: tickets by words, reporter, asset, organisation, group, dates (web)
+    rejections: Any = None  # ticketing.rejections.Rejections: the rejected-contact review (web)
 
 
 class SchemaNotReady(RuntimeError):
@@ -191,6 +192,7 @@ def channel_context(core: Core, settings: Any) -> ChannelContext:
         worker_config=worker_config,
         outbox=core.outbox,
         search=_search(core),
+        rejections=_rejections(core),
     )
 
 
@@ -198,3 +200,9 @@ def _search(core: Core):
     from ticketing.search import Search
 
     return Search(core.sessions, core.config.ticketing.number_prefix)
+
+
+def _rejections(core: Core):
+    from ticketing.rejections import Rejections
+
+    return Rejections(core.sessions, core.config.ticketing.number_prefix)

@@ -1,4 +1,5 @@
-"""Search in the API and the desk (issue 13 §3): `GET /api/v1/search` (token) and `/desk/search` (operators).
+"""Search in the API and the desk (issue 13 §3): `GET /api/v1/search` (token) and `/desk/search` (operators);
+the rejected-contact review (§6): `GET /api/v1/rejections`, `/desk/rejections`, and each one's raw bytes.
 
 Both read the core's `Search` (`ticketing/search.py`) through the context's `search` port, paged, with the same
 criteria: `q` (words of the anomaly, messages and transcripts), `reporter`, `asset`, `organisation`, `group`,
@@ -10,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 from datetime import date
 
-from fastapi import APIRouter, Depends, Query, Request
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ticketing.search import SearchError, SearchQuery
@@ -79,6 +82,53 @@ async def desk_search(request: Request, operator: str = Depends(require_operator
         except SearchError as e:
             error = str(e)
     return render(request, "search.html", 422 if error else 200, values=values, result=result, error=error)
+
+
+def _rejections(request: Request):
+    port = getattr(web(request).ctx, "rejections", None)
+    if port is None:
+        raise ApiError(503, "Service Unavailable", "the rejection review is not wired in this gateway")
+    return port
+
+
+def _raw(request: Request, rejection_id: int) -> Response:
+    found = _rejections(request).get(rejection_id)
+    if found is None or not found.raw_sha256:
+        raise ApiError(404, "Not Found", f"no raw message for rejection {rejection_id}")
+    try:
+        data = web(request).ctx.blobs.get(found.raw_sha256)
+    except (OSError, KeyError, ValueError):
+        raise ApiError(404, "Not Found", f"the raw bytes of rejection {rejection_id} are not in this gateway's blob store") from None
+    # text/plain, never rendered: a rejected mail is untrusted input.
+    return Response(data, media_type="text/plain; charset=utf-8", headers={"x-content-type-options": "nosniff", "content-security-policy": "sandbox"})
+
+
+@api.get("/rejections", summary="Contacts that made no ticket (auto-replies, bounces, junk), newest first")
+async def api_rejections(request: Request, fault: Literal["sender", "ours"] | None = None,
+                         page: int = Query(1, ge=1, le=100000), per_page: int = Query(50, ge=1, le=200)):
+    port = _rejections(request)
+    result = await run_in_threadpool(port.list, page, per_page, fault)
+    return {"items": [dataclasses.asdict(i) for i in result.items], "page": result.page, "per_page": result.per_page, "total": result.total}
+
+
+@api.get("/rejections/{rejection_id}/raw", summary="The raw bytes of a rejected contact, as text")
+async def api_rejection_raw(request: Request, rejection_id: int):
+    return await run_in_threadpool(_raw, request, rejection_id)
+
+
+@desk.get("/rejections")
+async def desk_rejections(request: Request, operator: str = Depends(require_operator)):
+    try:
+        page = max(1, min(100000, int(request.query_params.get("page", "1"))))
+    except ValueError:
+        page = 1
+    result = await run_in_threadpool(_rejections(request).list, page, 50, None)
+    return render(request, "rejections.html", result=result)
+
+
+@desk.get("/rejections/{rejection_id}/raw")
+async def desk_rejection_raw(request: Request, rejection_id: int, operator: str = Depends(require_operator)):
+    return await run_in_threadpool(_raw, request, rejection_id)
 
 
 router.include_router(api)
