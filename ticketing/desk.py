@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from .actions import Actions, NotAllowed, UnknownAssignee
+from .cards import Cards
 from .leases import WebhookLeases
 from .lifecycle import LEVEL_NAMES, Lifecycle, LifecycleError
 from .logins import OperatorLogins
@@ -37,7 +38,7 @@ __all__ = ["Desk", "LifecycleError", "TicketNotFound", "QueueFilters", "Page", "
 
 
 @dataclass
-class Desk(Queries, Actions, StatusLookup, WebhookLeases, OperatorLogins):
+class Desk(Queries, Cards, Actions, StatusLookup, WebhookLeases, OperatorLogins):
     sessions: sessionmaker[Session]
     lifecycle: Lifecycle
     prefix: str = "HD"

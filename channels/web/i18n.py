@@ -520,6 +520,9 @@ class Texts:
     def criticality(self, value: str | None) -> str:
         return self._coded("criticality_", value)
 
+    def kind(self, value: str | None) -> str:
+        return self._coded("kind_", value)
+
     def sentence(self, kind: str, data: dict) -> str:
         return desk_texts.event_sentence(self, kind, data)
 

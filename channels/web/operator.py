@@ -150,11 +150,12 @@ async def _ticket_page(request: Request, number: str, status: int = 200, error: 
     operator = getattr(request.state, "operator", None)
     cannot = await run_in_threadpool(w.desk.refusal, number, operator) if operator else None  # this viewer's role
     me = await run_in_threadpool(w.desk.accounts.get, operator) if operator else None
+    cards = await run_in_threadpool(w.desk.ticket_cards, number)  # reporter and asset cards (ticketing/cards.py)
     return render(
         request, "ticket.html", status, ticket=ticket, error=error, done=done, field_names=FIELD_NAMES,
         reply=reply, mail_on=mail_on, reply_text=reply_text, cannot=cannot,
         supervisor=me is not None and me.role in ("supervisor", "admin"),  # sees the events' raw data
-        **ticket_page_context(ticket),
+        cards=cards, **ticket_page_context(ticket),
     )
 
 

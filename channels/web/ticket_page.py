@@ -9,6 +9,7 @@ event whose `recording` is its SHA-256; the event's words carry their confidence
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 WORD_THRESHOLD = 0.6  # a word the engine is less sure of than this is shaded for the operator to listen to
 
@@ -70,5 +71,41 @@ def recordings(ticket) -> tuple[Recording, ...]:
     return tuple(out)
 
 
+# The answer of a call each extracted field comes from: its recording is what the operator plays to check it.
+FIELD_QUESTION = {"reporter_name": "name", "asset": "asset", "anomaly": "anomaly", "urgency": "urgent"}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: str | None
+    source: str | None
+    confidence: float
+    recording: Recording | None
+
+
+def checks(ticket, recs: tuple[Recording, ...]) -> tuple[Check, ...]:
+    """Every low-confidence field with its evidence: the recording of the answer it came from, if any."""
+    by_question = {r.question: r for r in recs}
+    return tuple(
+        Check(f.name, f.value, f.source, f.confidence, by_question.get(FIELD_QUESTION.get(f.name, f.name.removeprefix("transcript_"))))
+        for f in ticket.fields if f.check
+    )
+
+
+def minutes_left(due: datetime | None, now: datetime | None = None) -> int | None:
+    """Whole minutes until `due` (negative once past); stored times are UTC."""
+    if due is None:
+        return None
+    now = now or datetime.now(timezone.utc)
+    if due.tzinfo is None:
+        due = due.replace(tzinfo=timezone.utc)
+    return int((due - now).total_seconds() // 60)
+
+
 def ticket_page_context(ticket) -> dict:
-    return {"recordings": recordings(ticket), "word_threshold": WORD_THRESHOLD}
+    recs = recordings(ticket)
+    return {
+        "recordings": recs, "word_threshold": WORD_THRESHOLD, "checks": checks(ticket, recs), "minutes_left": minutes_left,
+        "urgencies": ("low", "normal", "high", "critical"),
+    }
