@@ -305,3 +305,11 @@ def test_sla_alerts_are_webhooks(sqlite_core, web_factory):
         got = sla_only.wait(2)
         assert [h.json["event"] for h in got] == ["ticket.sla.warning", "ticket.sla.breached"]
         assert got[1].json["data"]["target"] == "respond" and got[1].json["ticket"]["sla"]["breached"] is True
+
+
+def test_the_acknowledgement_carries_the_status_pin(core):
+    """Issue 12 §5: the acknowledgement queued in the intake transaction tells the ticket's PIN."""
+    r = report(core, 40, sender=MARIO)
+    mails = [m for m in outbox(core) if m[0] == "confirmation" and m[1] == "mario.rossi@regione.example.it"]
+    assert len(mails) == 1 and f"[{r.ticket_number}]" in mails[0][2]
+    assert r.pin and f"PIN {r.pin}" in mails[0][3]
