@@ -13,6 +13,10 @@ from __future__ import annotations
 
 DESK_TEXTS: dict[str, dict[str, str]] = {
     "it": {
+        "next_ticket": "Ticket successivo: {number} →",
+        "k_escalate": "passa al livello successivo",
+        "k_next": "ticket successivo",
+        "k_queue": "coda",
         "h_reporter": "Chi segnala",
         "c_name": "Nome",
         "c_department": "Ufficio",
@@ -163,6 +167,10 @@ DESK_TEXTS: dict[str, dict[str, str]] = {
         "evs_other": "Evento registrato.",
     },
     "fr": {
+        "next_ticket": "Ticket suivant : {number} →",
+        "k_escalate": "transmettre au niveau supérieur",
+        "k_next": "ticket suivant",
+        "k_queue": "file",
         "h_reporter": "Demandeur",
         "c_name": "Nom",
         "c_department": "Service",
@@ -313,6 +321,10 @@ DESK_TEXTS: dict[str, dict[str, str]] = {
         "evs_other": "Événement enregistré.",
     },
     "en": {
+        "next_ticket": "Next ticket: {number} →",
+        "k_escalate": "escalate",
+        "k_next": "next ticket",
+        "k_queue": "queue",
         "h_reporter": "Reporter",
         "c_name": "Name",
         "c_department": "Department",

@@ -95,8 +95,15 @@ async def logout(request: Request):
     return response
 
 
+QUEUE_COOKIE = "hd_queue"  # the queue's filters, so the ticket page's "back" and "next" keep them across actions
+MOVE_ON = ("escalate", "resolve", "close", "wait")  # actions after which the operator's next ticket opens
+
+
 def _filters(request: Request) -> tuple[QueueFilters, dict, int]:
-    q = request.query_params
+    return _filters_of(request.query_params)
+
+
+def _filters_of(q) -> tuple[QueueFilters, dict, int]:
     raw = {k: clean(q.get(k, ""))[:100] for k in ("status", "level", "channel", "asset", "assignee", "organisation", "group")}
     status = raw["status"] if raw["status"] in (*STATUSES, "open", "all") else "open"
     raw["status"] = status
@@ -124,11 +131,28 @@ async def queue(request: Request):
     result = await run_in_threadpool(w.desk.queue, filters, page, 50)
     params = {k: v for k, v in raw.items() if v}
     template = "queue_rows.html" if request.query_params.get("partial") == "1" else "queue.html"
-    return render(
+    response = render(
         request, template, page=result, filters=raw, statuses=STATUSES,
         page_link=lambda n: "/desk/?" + urlencode({**params, "page": n}),
         partial_url="/desk/?" + urlencode({**params, "page": page, "partial": 1}),
     )
+    if template == "queue.html":
+        response.set_cookie(QUEUE_COOKIE, urlencode(params)[:1000], httponly=True, samesite="strict", secure=w.settings.cookie_secure, path="/desk")
+    return response
+
+
+async def _next_ticket(request: Request, number: str, operator: str | None) -> str | None:
+    """The first ticket of this operator's queue (with the filters they last used) other than `number`."""
+    from dataclasses import replace
+    from urllib.parse import parse_qsl
+
+    w = web(request)
+    filters, _, _ = _filters_of(dict(parse_qsl(request.cookies.get(QUEUE_COOKIE, ""))))
+    me = await run_in_threadpool(w.desk.accounts.get, operator) if operator else None
+    if me is not None and me.role == "specialist":
+        filters = replace(filters, mine=operator)
+    result = await run_in_threadpool(w.desk.queue, filters, 1, 2)
+    return next((r.number for r in result.items if r.number != number), None)
 
 
 @router.get("/poll")
@@ -156,6 +180,8 @@ async def _ticket_page(request: Request, number: str, status: int = 200, error: 
         reply=reply, mail_on=mail_on, reply_text=reply_text, cannot=cannot,
         supervisor=me is not None and me.role in ("supervisor", "admin"),  # sees the events' raw data
         cards=cards, **ticket_page_context(ticket),
+        queue_url="/desk/?" + request.cookies.get(QUEUE_COOKIE, ""), next_number=await _next_ticket(request, number, operator),
+        prev=request.query_params.get("prev") if (request.query_params.get("prev") or "")[:40].replace("-", "").isalnum() else None,
     )
 
 
@@ -211,7 +237,9 @@ async def ticket_action(request: Request, number: str, action: str):
         return await _ticket_page(request, number, 403, error=str(e))
     except UnknownAssignee as e:
         return await _ticket_page(request, number, 422, error=str(e))
-    response = RedirectResponse(f"/desk/tickets/{number}?done={action}", status_code=303)
+    following = await _next_ticket(request, number, operator) if action in MOVE_ON else None
+    target = f"/desk/tickets/{following}?done={action}&prev={number}" if following else f"/desk/tickets/{number}?done={action}"
+    response = RedirectResponse(target, status_code=303)
     finish(request, response)
     return response
 
