@@ -523,6 +523,11 @@ class Texts:
     def kind(self, value: str | None) -> str:
         return self._coded("kind_", value)
 
+    def span(self, minutes: int) -> str:
+        """A duration as the desk says it: days and hours past a day, else hours and minutes."""
+        d, rest = divmod(max(0, int(minutes)), 1440)
+        return self("span_days", d=d, h=rest // 60) if d else self("span_hours", h=rest // 60, m=rest % 60)
+
     def sentence(self, kind: str, data: dict) -> str:
         return desk_texts.event_sentence(self, kind, data)
 
