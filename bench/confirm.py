@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -157,7 +158,14 @@ def one_answer(session, wav: Path) -> tuple[float, str | None, str | None]:
     return dt, tag, said
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process, all its threads (the engine's own included)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def run(calls, answers: list[tuple[Path, str]], language: str, concurrent: int, rounds: int, label: str) -> dict:
+    cpu0 = cpu_seconds()
     times: list[float] = []
     right = total = 0
     lock = threading.Lock()
@@ -180,7 +188,7 @@ def run(calls, answers: list[tuple[Path, str]], language: str, concurrent: int, 
             t.start()
         for t in threads:
             t.join()
-    return summary(label, times, right, total)
+    return summary(label, times, right, total) | {"cpu": (cpu_seconds() - cpu0) / max(1, total)}
 
 
 def run_active(calls, answers: list[tuple[Path, str]], language: str, concurrent: int, per_call: int, gap: float,
@@ -208,7 +216,7 @@ def run_active(calls, answers: list[tuple[Path, str]], language: str, concurrent
         t.start()
     for t in threads:
         t.join()
-    return summary(label, times, right, total)
+    return summary(label, times, right, total) | {"cpu": None}
 
 
 def summary(label: str, times: list[float], right: int, total: int) -> dict:
@@ -245,9 +253,12 @@ def main() -> None:
     engine = calls.understander.transcribe.transcriber.engine(args.language)
     print(f"confirmation prompt after a {ANSWER_SECONDS:.0f}-second asset answer, language {args.language}, "
           f"{engine.name} {Path(engine.model).name}, {os.cpu_count()} cores, load average {load_before} before, {open('/proc/loadavg').read().split()[:3]} after")
-    print(f"{'':24} {'answers':>8} {'p50 s':>7} {'p95 s':>7} {'max s':>7} {'asset right':>12}")
+    print(f"{'':24} {'answers':>8} {'p50 s':>7} {'p95 s':>7} {'max s':>7} {'asset right':>12} {'CPU s/answer':>13}")
     for row in (floor, active, worst):
-        print(f"{row['label']:24} {row['n']:>8} {row['p50']:>7.2f} {row['p95']:>7.2f} {row['max']:>7.2f} {row['asset_right']:>12}")
+        cpu = f"{row['cpu']:.2f}" if row.get("cpu") is not None else "-"
+        print(f"{row['label']:24} {row['n']:>8} {row['p50']:>7.2f} {row['p95']:>7.2f} {row['max']:>7.2f} {row['asset_right']:>12} {cpu:>13}")
+    print(f"CPU floor for {args.calls} answers ending together on {os.cpu_count()} cores: "
+          f"{args.calls * floor['cpu'] / (os.cpu_count() or 1):.2f} s for the last one (the same CPU, shared, on an idle machine)")
 
 
 if __name__ == "__main__":
