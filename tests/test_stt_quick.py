@@ -67,3 +67,16 @@ def test_quick_transcriber_reuses_its_model_and_answers_at_once(models, tmp_path
     assert "stampante" in text.lower() and 0 < confidence <= 1
     silent = phone(" ", "it", tmp_path / "silence.wav")
     assert tuple(q.transcribe(silent.read_bytes())) == ("", 0.0)
+
+
+def test_hints_recited_after_the_speech_are_dropped():
+    """What Whisper base did with the directory as hotwords on "My name is Sergio Colombo" (a caller the
+    directory lacks): the words after the speech have no duration or a near-zero probability."""
+    from channels.voice.stt.base import Word
+    from channels.voice.stt.whisper import trim_hint_echo
+
+    said = [Word("My", 0.0, 0.16, 0.40), Word("name", 0.16, 0.42, 0.99), Word("is", 0.42, 0.68, 0.97),
+            Word("Sergio", 0.68, 1.0, 0.07), Word("Colombo.", 1.0, 1.78, 0.81)]
+    echo = [Word("Francesca", 1.78, 2.18, 0.013), Word("Romano,", 2.18, 2.18, 0.22), Word("Alessandro", 2.18, 2.18, 0.12)]
+    assert trim_hint_echo(said + echo) == said
+    assert trim_hint_echo(said) == said
