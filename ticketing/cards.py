@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from .lifecycle import OPEN_STATUSES
-from .models import Asset, Ticket, User
+from .models import Asset, Message, Ticket, User
 
 OTHERS_SHOWN = 10
 EXCERPT_CHARS = 320
@@ -105,7 +105,7 @@ class Cards:
 
     def ticket_cards(self, number: str) -> TicketCards:
         with self.sessions() as s:
-            t = self._load(s, number, full=True)
+            t = self._load(s, number)  # fields only: the history and messages are the ticket view's
             fields = {f.name: f for f in t.fields}
 
             def value(name: str) -> str | None:
@@ -139,7 +139,9 @@ class Cards:
                 if spoken:
                     said = spoken
                 else:
-                    first = next((m for m in t.messages if m.direction == "in"), None)
+                    first = s.execute(
+                        select(Message.subject, Message.text).where(Message.ticket_id == t.id, Message.direction == "in").order_by(Message.id).limit(1)
+                    ).first()
                     said = "\n".join(x for x in ((first.subject if first else None), (first.text if first else None)) if x)
                 groups = a.support_groups or {}
                 asset = AssetCard(
