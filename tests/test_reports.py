@@ -138,3 +138,57 @@ def test_bad_ranges(core):
 def test_percentiles():
     assert median([3, 1, 2]) == 2 and median([1, 2, 3, 4]) == 2.5 and median([]) is None
     assert percentile(list(range(1, 11)), 90) == 9 and percentile([5], 90) == 5 and percentile([], 90) is None
+
+
+# -- the API, the CSV tables and the desk page -------------------------------------------------------------------
+from tests.test_web_support import web_factory  # noqa: E402,F401  (fixture)
+from tests.test_web_mail import desk_login  # noqa: E402
+
+
+def test_api_csv_and_page(core, made, web_factory):  # noqa: F811
+    import csv
+    import io
+    import re
+
+    import httpx
+
+    w = web_factory(core, cookie_secure=False)
+    w.server.service.app.state.reports = Reports(core.sessions, core.config.ticketing.low_confidence, clock=lambda: NOW)
+    expected = Reports(core.sessions, core.config.ticketing.low_confidence, clock=lambda: NOW).build(date(2026, 3, 2), date(2026, 3, 5)).as_dict()
+    auth = {"authorization": f"Bearer {w.token}"}
+    with httpx.Client(base_url=w.url, timeout=30) as c:
+        assert c.get("/api/v1/reports?from=2026-03-02&to=2026-03-05").status_code == 401
+        r = c.get("/api/v1/reports?from=2026-03-02&to=2026-03-05", headers=auth)
+        assert r.status_code == 200 and r.json() == expected
+        assert r.json()["contacts"][0] == {"day": "2026-03-02", "channel": "email", "contacts": 2}
+        bad = c.get("/api/v1/reports?from=2026-03-05&to=2026-03-01", headers=auth)
+        assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json") and "before" in bad.json()["detail"]
+        assert c.get("/api/v1/reports?from=yesterday", headers=auth).status_code == 422
+        assert c.get("/api/v1/reports/nothing.csv", headers=auth).status_code == 404
+
+        got = c.get("/api/v1/reports/times.csv?from=2026-03-02&to=2026-03-05", headers=auth)
+        assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(got.text)))
+        assert rows[0] == {"measure": "first_response", "count": "2", "median_minutes": "60.0", "p90_minutes": "90.0"}
+        contacts = list(csv.DictReader(io.StringIO(c.get("/api/v1/reports/contacts.csv?from=2026-03-02&to=2026-03-05", headers=auth).text)))
+        assert [r["contacts"] for r in contacts] == ["2", "1", "1"]
+
+        assert c.get("/desk/reports").status_code == 303  # operators only
+        desk_login(c)
+        for lang, title in (("it", "Report del servizio"), ("fr", "Rapports du service"), ("en", "Service reports")):
+            page = c.get(f"/desk/reports?from=2026-03-02&to=2026-03-05&lang={lang}")
+            assert page.status_code == 200 and title in page.text
+        html = page.text
+        for chart in ("chart-contacts", "chart-sla-respond", "chart-sla-resolve", "chart-backlog", "chart-assets"):
+            assert re.search(rf'<figure id="{chart}">\s*<figcaption>[^<]+</figcaption>\s*<svg ', html), chart
+        assert "<script" not in html
+        # The contacts chart: one bar per day, the longest for the busiest day (2 contacts on 2 March).
+        contacts_svg = html.split('id="chart-contacts"')[1].split("</svg>")[0]
+        assert re.findall(r"<title>([^<]+)</title>", contacts_svg) == ["2026-03-02: 2", "2026-03-03: 2"]
+        respond_svg = html.split('id="chart-sla-respond"')[1].split("</svg>")[0]
+        shown = [t.rsplit(": ", 1)[1] for t in re.findall(r"<title>([^<]+)</title>", respond_svg)]
+        assert shown == ["—" if row["respond_pct"] is None else f"{row['respond_pct']:g}%" for row in expected["sla"]]
+        assert "Median (min)" in html
+        csv_link = re.search(r'href="(/desk/reports/sla\.csv\?[^"]+)"', html).group(1).replace("&amp;", "&")
+        assert c.get(csv_link).text.splitlines()[0].startswith("organisation,level,tickets")
+        assert c.get("/desk/reports?from=2026-03-05&to=2026-03-01").status_code == 422

@@ -1,0 +1,166 @@
+"""Reports in the API and the desk (issue 13 §5): `GET /api/v1/reports?from=&to=` (JSON, token),
+`GET /api/v1/reports/{table}.csv` (one table as CSV), and `/desk/reports` (operators) with its charts.
+
+The figures come from the core's `Reports` (`ticketing/reports.py`). The charts are SVG drawn here on the server,
+as plain elements with presentation attributes: the Content-Security-Policy forbids inline scripts and styles,
+and nothing is fetched from elsewhere. `from`/`to` default to the last 30 days up to today (UTC).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from ticketing.reports import TABLES, Report, ReportError, Reports
+
+from .api import ApiError, integration
+from .common import language, render, web
+from .i18n import Texts
+from .operator import require_operator
+
+router = APIRouter()
+api = APIRouter(prefix="/api/v1", dependencies=[Depends(integration)])
+desk = APIRouter(prefix="/desk", include_in_schema=False)
+DEFAULT_DAYS = 30
+
+
+def reports(request: Request) -> Reports:
+    """The app's `Reports`, made once from the desk's sessions and threshold (a test may set `app.state.reports`)."""
+    state = request.app.state
+    if getattr(state, "reports", None) is None:
+        d = web(request).desk
+        state.reports = Reports(d.sessions, d.low_confidence)
+    return state.reports
+
+
+def _range(since: date | None, until: date | None, today: date) -> tuple[date, date]:
+    until = until or today
+    return since or until - timedelta(days=DEFAULT_DAYS - 1), until
+
+
+async def _build(request: Request, since: date | None, until: date | None, organisation: str | None = None) -> Report:
+    r = reports(request)
+    since, until = _range(since, until, r.clock().date())
+    try:
+        return await run_in_threadpool(r.build, since, until, organisation or None)
+    except ReportError as e:
+        raise ApiError(422, "Unprocessable Content", str(e)) from None
+
+
+def to_csv(rows: list[dict], columns: tuple[str, ...]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns, lineterminator="\r\n")  # RFC 4180
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+    return out.getvalue()
+
+
+@api.get("/reports", summary="Contacts, tickets, SLA compliance, backlog, times, top assets and pre-fill quality for a date range")
+async def api_reports(request: Request, since: date | None = Query(None, alias="from", description="YYYY-MM-DD, inclusive"),
+                      until: date | None = Query(None, alias="to", description="YYYY-MM-DD, inclusive"),
+                      organisation: str | None = Query(None, max_length=200)):
+    return (await _build(request, since, until, organisation)).as_dict()
+
+
+@api.get("/reports/{table}.csv", summary="One report table as CSV", response_class=Response)
+async def api_report_csv(request: Request, table: str, since: date | None = Query(None, alias="from"),
+                         until: date | None = Query(None, alias="to"), organisation: str | None = Query(None, max_length=200)):
+    return await _csv(request, table, since, until, organisation)
+
+
+@desk.get("/reports/{table}.csv")
+async def desk_report_csv(request: Request, table: str, since: date | None = Query(None, alias="from"),
+                          until: date | None = Query(None, alias="to"), organisation: str | None = Query(None, max_length=200),
+                          operator: str = Depends(require_operator)):
+    return await _csv(request, table, since, until, organisation)
+
+
+async def _csv(request: Request, table: str, since: date | None, until: date | None, organisation: str | None) -> Response:
+    if table not in TABLES:
+        raise ApiError(404, "Not Found", f"no report table {table[:40]!r} (one of: {', '.join(TABLES)})")
+    report = await _build(request, since, until, organisation)
+    name = f"{table}-{report.since}-{report.until}.csv"
+    return Response(to_csv(report.tables[table], TABLES[table]), media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": f'attachment; filename="{name}"'})
+
+
+# -- charts ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: float
+    y: int
+    width: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A horizontal bar chart laid out for an SVG: one mechanism for every figure on the page."""
+
+    id: str
+    title: str
+    bars: tuple[Bar, ...]
+    width: int
+    height: int
+    label_width: int
+    unit: str
+
+
+def bar_chart(id: str, title: str, items: list[tuple[str, float | None]], unit: str = "", scale: float | None = None,
+              width: int = 640, row: int = 22) -> Chart:
+    label_width, room = 200, width - 200 - 70
+    top = max([v for _, v in items if v is not None] + [scale or 0, 1])
+    bars = tuple(
+        Bar(label[:32], v or 0, i * row + 4, round(room * (v or 0) / top, 1), "—" if v is None else f"{v:g}{unit}")
+        for i, (label, v) in enumerate(items)
+    )
+    return Chart(id, title, bars, width, max(1, len(bars)) * row + 8, label_width, unit)
+
+
+def charts(report: Report, t) -> list[Chart]:
+    tables = report.tables
+    per_day: dict[str, int] = {}
+    for row in tables["contacts"]:
+        per_day[row["day"]] = per_day.get(row["day"], 0) + row["contacts"]
+    return [
+        bar_chart("chart-contacts", t("rep_contacts"), [(d, n) for d, n in sorted(per_day.items())]),
+        bar_chart("chart-sla-respond", t("rep_sla_respond"), [(f"{r['organisation']} · {t.level(r['level'])}", r["respond_pct"]) for r in tables["sla"]], "%", 100),
+        bar_chart("chart-sla-resolve", t("rep_sla_resolve"), [(f"{r['organisation']} · {t.level(r['level'])}", r["resolve_pct"]) for r in tables["sla"]], "%", 100),
+        bar_chart("chart-backlog", t("rep_backlog"), [(t.level(r["level"]), r["open"]) for r in tables["backlog"]]),
+        bar_chart("chart-assets", t("rep_assets"), [(f"{r['tag']} {r['name']}", r["tickets"]) for r in tables["assets"]]),
+    ]
+
+
+def _date(text: str | None) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+@desk.get("/reports")
+async def desk_reports(request: Request, operator: str = Depends(require_operator)):
+    p = request.query_params
+    since, until = _date(p.get("from")), _date(p.get("to"))
+    organisation = (p.get("organisation") or "").strip()[:200]
+    error, report = None, None
+    try:
+        report = await _build(request, since, until, organisation)
+    except ApiError as e:
+        error = e.detail
+    t = Texts(language(request))
+    query = f"from={report.since}&to={report.until}" if report else ""
+    return render(request, "reports.html", 422 if error else 200, report=report, error=error, tables=TABLES,
+                  charts=charts(report, t) if report else [], query=query, organisation=organisation)
+
+
+router.include_router(api)
+router.include_router(desk)
