@@ -192,3 +192,37 @@ def test_api_csv_and_page(core, made, web_factory):  # noqa: F811
         csv_link = re.search(r'href="(/desk/reports/sla\.csv\?[^"]+)"', html).group(1).replace("&amp;", "&")
         assert c.get(csv_link).text.splitlines()[0].startswith("organisation,level,tickets")
         assert c.get("/desk/reports?from=2026-03-05&to=2026-03-01").status_code == 422
+
+
+def test_monthly_pdf(core, made, web_factory):  # noqa: F811
+    import shutil
+    import subprocess
+
+    import httpx
+
+    from tests.conftest import missing
+
+    if shutil.which("pdftotext") is None:
+        missing("pdftotext (Debian poppler-utils)")
+    w = web_factory(core, cookie_secure=False)
+    reports = Reports(core.sessions, core.config.ticketing.low_confidence, clock=lambda: NOW)
+    w.server.service.app.state.reports = reports
+    org = reports.build(date(2026, 3, 1), date(2026, 3, 31)).tables["sla"][0]["organisation"]
+    expected = reports.build(date(2026, 3, 1), date(2026, 3, 31), organisation=None if org == "—" else org).tables
+    auth = {"authorization": f"Bearer {w.token}", "accept-language": "en"}
+    query = {"month": "2026-03"} | ({} if org == "—" else {"organisation": org})
+    with httpx.Client(base_url=w.url, timeout=120) as c:
+        r = c.get("/api/v1/reports/monthly.pdf", params=query, headers=auth)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/pdf" and r.content.startswith(b"%PDF")
+        assert c.get("/api/v1/reports/monthly.pdf", params={"month": "March"}, headers=auth).status_code == 422
+    text = subprocess.run(["pdftotext", "-layout", "-", "-"], input=r.content, capture_output=True, check=True).stdout.decode()
+    assert "Service reports" in text and "2026-03-01" in text and "2026-03-31" in text
+    if org != "—":
+        assert org in text
+    for heading in ("Contacts per channel per day", "SLA per organisation and level", "Backlog and ageing per level",
+                    "First-response and resolution times (minutes)", "Contacts pre-filled with confidence"):
+        assert heading in text, heading
+    first = next(row for row in expected["times"] if row["measure"] == "first_response")
+    line = next(ln for ln in text.splitlines() if "first_response" in ln)
+    assert line.split()[1:] == [str(first["count"]), str(first["median_minutes"] if first["median_minutes"] is not None else "—"),
+                                str(first["p90_minutes"] if first["p90_minutes"] is not None else "—")]

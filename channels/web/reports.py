@@ -1,5 +1,6 @@
 """Reports in the API and the desk (issue 13 §5): `GET /api/v1/reports?from=&to=` (JSON, token),
-`GET /api/v1/reports/{table}.csv` (one table as CSV), and `/desk/reports` (operators) with its charts.
+`GET /api/v1/reports/{table}.csv` (one table as CSV), `/desk/reports` (operators) with its charts, and the
+monthly report of one organisation as a PDF (`…/reports/monthly.pdf?month=YYYY-MM&organisation=`, WeasyPrint).
 
 The figures come from the core's `Reports` (`ticketing/reports.py`). The charts are SVG drawn here on the server,
 as plain elements with presentation attributes: the Content-Security-Policy forbids inline scripts and styles,
@@ -158,8 +159,50 @@ async def desk_reports(request: Request, operator: str = Depends(require_operato
         error = e.detail
     t = Texts(language(request))
     query = f"from={report.since}&to={report.until}" if report else ""
-    return render(request, "reports.html", 422 if error else 200, report=report, error=error, tables=TABLES,
+    return render(request, "reports.html", 422 if error else 200, pdf=False, report=report, error=error, tables=TABLES,
                   charts=charts(report, t) if report else [], query=query, organisation=organisation)
+
+
+# -- the monthly PDF for a client body -------------------------------------------------------------------------
+def _month(text: str | None) -> tuple[date, date]:
+    """`YYYY-MM` to its first and last day; a bad month is the caller's error."""
+    try:
+        first = date.fromisoformat(f"{(text or '').strip()}-01")
+    except ValueError:
+        raise ApiError(422, "Unprocessable Content", "month must be YYYY-MM") from None
+    nxt = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return first, nxt - timedelta(days=1)
+
+
+def pdf(request: Request, report: Report, organisation: str | None, lang: str) -> bytes:
+    """The report page drawn as a PDF by WeasyPrint (its SVG charts included), for the desk to send to the client."""
+    from weasyprint import HTML  # imported here: a heavy import only the PDF needs
+
+    t = Texts(lang)
+    page = web(request).templates.get_template("reports.html").render(
+        t=t, lang=lang, other_lang=lang, path="", csrf=lambda purpose="": "", operator=None, pdf=True,
+        report=report, error=None, tables=TABLES, charts=charts(report, t), query="", organisation=organisation or "",
+    )
+    return HTML(string=page).write_pdf()
+
+
+async def _monthly(request: Request, month: str, organisation: str) -> Response:
+    since, until = _month(month)
+    report = await _build(request, since, until, organisation)
+    body = await run_in_threadpool(pdf, request, report, organisation, language(request))
+    name = f"report-{(organisation or 'all').replace(' ', '_')[:60]}-{month}.pdf".encode("ascii", "replace").decode().replace("?", "_")
+    return Response(body, media_type="application/pdf", headers={"content-disposition": f'attachment; filename="{name}"'})
+
+
+@api.get("/reports/monthly.pdf", summary="The monthly report of one organisation (or all) as a PDF", response_class=Response)
+async def api_monthly(request: Request, month: str = Query(..., description="YYYY-MM"), organisation: str = Query("", max_length=200)):
+    return await _monthly(request, month, organisation)
+
+
+@desk.get("/reports/monthly.pdf")
+async def desk_monthly(request: Request, month: str = Query(...), organisation: str = Query("", max_length=200),
+                       operator: str = Depends(require_operator)):
+    return await _monthly(request, month, organisation)
 
 
 router.include_router(api)
