@@ -29,7 +29,7 @@ def serious(axe, page) -> list[str]:
             for v in results.response["violations"] if v.get("impact") in ("serious", "critical")]
 
 
-@pytest.mark.parametrize("lang", ["it", "en"])
+@pytest.mark.parametrize("lang", ["it", "fr", "en"])
 def test_public_pages_and_desk_have_no_serious_axe_violation(web, page, axe, lang):
     voice, _ = voice_ticket(web)
     email = email_ticket(web)

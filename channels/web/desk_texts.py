@@ -13,6 +13,8 @@ from __future__ import annotations
 
 DESK_TEXTS: dict[str, dict[str, str]] = {
     "it": {
+        "login_wrong": "Nome utente o password errati.",
+        "login_wait": "Riprovi tra {n} s.",
         "c_missing": "non trovato: da chiedere a chi segnala",
         "span_days": "{d} g {h} h",
         "span_hours": "{h} h {m} min",
@@ -170,6 +172,8 @@ DESK_TEXTS: dict[str, dict[str, str]] = {
         "evs_other": "Evento registrato.",
     },
     "fr": {
+        "login_wrong": "Nom d'utilisateur ou mot de passe incorrect.",
+        "login_wait": "Réessayez dans {n} s.",
         "c_missing": "introuvable : à demander au demandeur",
         "span_days": "{d} j {h} h",
         "span_hours": "{h} h {m} min",
@@ -327,6 +331,8 @@ DESK_TEXTS: dict[str, dict[str, str]] = {
         "evs_other": "Événement enregistré.",
     },
     "en": {
+        "login_wrong": "Wrong username or password.",
+        "login_wait": "Try again in {n} s.",
         "c_missing": "not found: ask the reporter",
         "span_days": "{d} d {h} h",
         "span_hours": "{h} h {m} min",

@@ -66,9 +66,10 @@ async def login(request: Request):
     result = await run_in_threadpool(w.desk.accounts.authenticate, username, password, client_key(request))
     if not result.ok:
         # The same words for an unknown username and a wrong password; a wait is per (username, address).
-        error = "Nome utente o password errati. / Wrong username or password."
+        t = Texts(language(request))
+        error = t("login_wrong")
         if result.wait_seconds:
-            error += f" Riprovi tra {result.wait_seconds} s. / Try again in {result.wait_seconds} s."
+            error += " " + t("login_wait", n=result.wait_seconds)
         return render(request, "login.html", 401, next=target, error=error, username=username)
     response = RedirectResponse(target, status_code=303)
     seconds = w.settings.session_hours * 3600
