@@ -89,9 +89,9 @@ class AckPolicy:
         since = utcnow() - timedelta(hours=1)
         # Counted over committed rows: gateways taking mail from one sender in the same instant may each let one
         # through (no lock across gateways here: batches locking addresses in different orders would deadlock).
-        if sent_recently(session, CONFIRMATION, since, to) >= self.per_address_per_hour:
+        if sent_recently(session, CONFIRMATION, since, to, cap=self.per_address_per_hour) >= self.per_address_per_hour:
             return f"rate limit ({self.per_address_per_hour} per hour to one address)"
-        if sent_recently(session, CONFIRMATION, since) >= self.global_per_hour:
+        if sent_recently(session, CONFIRMATION, since, cap=self.global_per_hour) >= self.global_per_hour:
             return f"rate limit ({self.global_per_hour} per hour in all)"
         return None
 
