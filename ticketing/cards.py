@@ -7,8 +7,8 @@ tickets of the same reporter or on the same asset (a possible outage) are listed
 
 How the asset was matched is shown as the contact's words that name it: the words of the asset's tag, name,
 aliases and location found in the text the match read (the transcript of the asset answer for a call, the
-subject and message otherwise), a word of five letters or more also by its first five ("cartografie" for
-"cartografia"), as the matcher's stems do.
+subject and message otherwise); a word of six letters or more also without its last two ("cartografie" for
+"cartografia", "stampanti" for "stampante", but not "stampa", a verb, for "stampante").
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .models import Asset, Message, Ticket, User
 
 OTHERS_SHOWN = 10
 EXCERPT_CHARS = 320
-_WORD = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*", re.UNICODE)
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)  # an elision is two words: "dell'ufficio" names an "ufficio"
 _SHORT_OK = 3  # words shorter than this (articles, "di", "le") never count as a match
 
 
@@ -68,7 +68,7 @@ class TicketCards:
 
 
 def _stem(word: str) -> str:
-    return word[:5] if len(word) >= 5 else word
+    return word[:-2] if len(word) >= 6 else word  # an inflected ending off, never a shorter word's whole
 
 
 def asset_terms(asset) -> set[str]:
