@@ -141,7 +141,7 @@ def test_percentiles():
 
 
 # -- the API, the CSV tables and the desk page -------------------------------------------------------------------
-from tests.test_web_support import web_factory  # noqa: E402,F401  (fixture)
+from tests.test_web_support import chromium, page, web_factory  # noqa: E402,F401  (fixtures)
 from tests.test_web_mail import desk_login  # noqa: E402
 
 
@@ -226,3 +226,29 @@ def test_monthly_pdf(core, made, web_factory):  # noqa: F811
     line = next(ln for ln in text.splitlines() if "first_response" in ln)
     assert line.split()[1:] == [str(first["count"]), str(first["median_minutes"] if first["median_minutes"] is not None else "—"),
                                 str(first["p90_minutes"] if first["p90_minutes"] is not None else "—")]
+
+
+def test_page_in_chromium(core, made, web_factory, page):  # noqa: F811
+    """An operator opens the reports from the desk's header and sees every chart drawn (no CSP violation)."""
+    from tests.test_web_support import login, shot
+
+    if core.engine.dialect.name != "sqlite":
+        pytest.skip("the browser check runs once, on SQLite: the figures themselves are checked on both above")
+    w = web_factory(core, cookie_secure=False)
+    w.server.service.app.state.reports = Reports(core.sessions, core.config.ticketing.low_confidence, clock=lambda: NOW)
+    violations = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    login(page, w.url)
+    page.click("#reports-link")
+    page.fill("input[name=from]", "2026-03-02")
+    page.fill("input[name=to]", "2026-03-05")
+    page.click("#report-range button[type=submit]")
+    page.wait_for_selector("#chart-contacts svg rect")
+    for chart in ("chart-contacts", "chart-sla-respond", "chart-sla-resolve", "chart-backlog", "chart-assets"):
+        box = page.locator(f"#{chart} svg").bounding_box()
+        assert box and box["width"] > 100 and box["height"] > 10, chart
+    widths = [float(x) for x in page.locator("#chart-contacts svg rect").evaluate_all("els => els.map(e => e.getAttribute('width'))")]
+    assert len(widths) == 2 and widths[0] == widths[1] > 0  # 2 contacts on each of the two days
+    assert page.locator("#table-times td").first.inner_text().strip() == "first_response"
+    assert not violations and not page.dialogs
+    shot(page, "reports-desk.png")

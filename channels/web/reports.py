@@ -117,10 +117,10 @@ class Chart:
 
 def bar_chart(id: str, title: str, items: list[tuple[str, float | None]], unit: str = "", scale: float | None = None,
               width: int = 640, row: int = 22) -> Chart:
-    label_width, room = 200, width - 200 - 70
+    label_width, room = 250, width - 250 - 60
     top = max([v for _, v in items if v is not None] + [scale or 0, 1])
     bars = tuple(
-        Bar(label[:32], v or 0, i * row + 4, round(room * (v or 0) / top, 1), "—" if v is None else f"{v:g}{unit}")
+        Bar(label if len(label) <= 36 else label[:35] + "…", v or 0, i * row + 4, round(room * (v or 0) / top, 1), "—" if v is None else f"{v:g}{unit}")
         for i, (label, v) in enumerate(items)
     )
     return Chart(id, title, bars, width, max(1, len(bars)) * row + 8, label_width, unit)
