@@ -100,7 +100,7 @@ def test_every_desk_page_in_every_language_shows_no_internal_key_or_raw_value(we
     with httpx.Client(base_url=web.url) as c:
         desk_login(c)
         for lang in LANGS:
-            pages = {"queue": c.get(f"/desk/?lang={lang}"), "email": c.get(f"/desk/tickets/{email}?lang={lang}"),
+            pages = {"login": c.get(f"/desk/login?lang={lang}"), "queue": c.get(f"/desk/?lang={lang}"), "email": c.get(f"/desk/tickets/{email}?lang={lang}"),
                      "voice": c.get(f"/desk/tickets/{voice}?lang={lang}")}
             for name, r in pages.items():
                 assert r.status_code == 200, (lang, name)

@@ -13,6 +13,11 @@ from __future__ import annotations
 
 DESK_TEXTS: dict[str, dict[str, str]] = {
     "it": {
+        "login_title": "Accesso operatori",
+        "login_user": "Utente",
+        "login_password": "Password",
+        "login_submit": "Entra",
+        "supervisors_only": "Solo supervisori e amministratori.",
         "login_wrong": "Nome utente o password errati.",
         "login_wait": "Riprovi tra {n} s.",
         "c_missing": "non trovato: da chiedere a chi segnala",
@@ -172,6 +177,11 @@ DESK_TEXTS: dict[str, dict[str, str]] = {
         "evs_other": "Evento registrato.",
     },
     "fr": {
+        "login_title": "Connexion des opérateurs",
+        "login_user": "Utilisateur",
+        "login_password": "Mot de passe",
+        "login_submit": "Se connecter",
+        "supervisors_only": "Réservé aux superviseurs et aux administrateurs.",
         "login_wrong": "Nom d'utilisateur ou mot de passe incorrect.",
         "login_wait": "Réessayez dans {n} s.",
         "c_missing": "introuvable : à demander au demandeur",
@@ -331,6 +341,11 @@ DESK_TEXTS: dict[str, dict[str, str]] = {
         "evs_other": "Événement enregistré.",
     },
     "en": {
+        "login_title": "Operator login",
+        "login_user": "Username",
+        "login_password": "Password",
+        "login_submit": "Log in",
+        "supervisors_only": "Supervisors and administrators only.",
         "login_wrong": "Wrong username or password.",
         "login_wait": "Try again in {n} s.",
         "c_missing": "not found: ask the reporter",

@@ -281,7 +281,7 @@ async def audit_page(request: Request):
     w = web(request)
     me = await run_in_threadpool(w.desk.accounts.get, username)
     if me is None or me.role not in ("supervisor", "admin"):
-        return render(request, "error.html", 403, message="Solo supervisori e amministratori / Supervisors and administrators only")
+        return render(request, "error.html", 403, message=Texts(language(request))("supervisors_only"))
     from ticketing.audit import recent
 
     entries = await run_in_threadpool(recent, w.desk.sessions, 300)
