@@ -142,7 +142,13 @@ class Reports:
                 .group_by(TicketField.ticket_id).having(func.count(distinct(kind)) == 3)
             ).subquery()
             prefilled = s.scalar(select(func.count()).select_from(confident)) or 0
-            open_q = select(Ticket.level, Ticket.created_at).where(Ticket.status.in_(OPEN_STATUSES), Ticket.created_at < end)
+            # Backlog: counted per level and age bucket in the database (a third of all tickets may be open).
+            edges = [now - timedelta(days=limit) for limit, _ in AGE_BUCKETS[:-1]]
+            buckets = [func.sum(case((Ticket.created_at > edges[0], 1), else_=0))]
+            buckets += [func.sum(case(((Ticket.created_at <= hi) & (Ticket.created_at > lo), 1), else_=0)) for hi, lo in zip(edges, edges[1:])]
+            buckets += [func.sum(case((Ticket.created_at <= edges[-1], 1), else_=0))]
+            open_q = (select(Ticket.level, func.count(), func.min(Ticket.created_at), *buckets)
+                      .where(Ticket.status.in_(OPEN_STATUSES), Ticket.created_at < end).group_by(Ticket.level).order_by(Ticket.level))
             if org_id is not None:
                 open_q = open_q.where(Ticket.organisation_id == org_id)
             backlog = s.execute(open_q).all()
@@ -202,16 +208,15 @@ class Reports:
 
     @staticmethod
     def _backlog(rows, now: datetime) -> list[dict]:
-        per_level: dict[int, list[float]] = defaultdict(list)
-        for r in rows:
-            per_level[r.level].append(max(0.0, (now - r.created_at).total_seconds() / 86400))
         out = []
-        for level, ages in sorted(per_level.items()):
-            row = {"level": level, "open": len(ages)}
-            row.update({label: 0 for _, label in AGE_BUCKETS})
-            for age in ages:
-                row[next(label for limit, label in AGE_BUCKETS if age < limit)] += 1
-            row["oldest_days"] = round(max(ages), 1)
+        for level, count, oldest, *counts in rows:
+            if isinstance(oldest, str):  # SQLite hands an aggregate back untyped
+                oldest = datetime.fromisoformat(oldest)
+            if oldest.tzinfo is None:
+                oldest = oldest.replace(tzinfo=timezone.utc)
+            row = {"level": level, "open": count}
+            row.update({label: int(n or 0) for (_, label), n in zip(AGE_BUCKETS, counts)})
+            row["oldest_days"] = round(max(0.0, (now - oldest).total_seconds() / 86400), 1)
             out.append(row)
         return out
 
