@@ -114,23 +114,26 @@ def test_the_caller_id_is_the_number_in_the_from_header(from_header, expected):
 
 # -- whole calls ---------------------------------------------------------------------------------------------
 def test_a_full_report_call_makes_a_ticket_with_the_recordings_the_caller_sent(sip, work):
-    """English, menu 1, name (ended with #), asset (ended by silence), problem (ended with # as SIP INFO),
+    """English, menu 1, name (ended with #), asset (ended by silence: "weasels have eaten our phone system",
+    which the gateway says back as the VoIP telephony, confirmed with 1), problem (ended with # as SIP INFO),
     "whole office blocked?" yes; the ticket number and PIN are read back and the gateway hangs up."""
-    c = Caller(66, caller_id="+4989100001", bye_timeout=80)
+    c = Caller(78, caller_id="+4989100001", bye_timeout=95)
     c.key(1.0, "3")  # English, as a telephone-event
     c.info(1.5, "1")  # report a problem, as SIP INFO
     end = c.say(6.0, "hello-world", "name")
     c.key(end + 0.5, "#")
     # the name is transcribed and looked up in the directory before the next question (no match: no question back)
-    c.say(17.0, "tt-weasels", "asset")  # ended by three seconds of silence
-    end = c.say(32.0, "something-terribly-wrong", "anomaly")
+    end = c.say(17.0, "tt-weasels", "asset")  # ended by three seconds of silence
+    c.key(end + 4.0, "1")  # "I understood: Telefonia VoIP. Press 1 to confirm": yes (kept if pressed before it is asked)
+    end = c.say(end + 17.0, "something-terribly-wrong", "anomaly")
     c.info(end + 0.6, "#")
     c.info(end + 1.5, "1")  # the whole office is blocked
-    check(run_sipp(c.write(work), sip.port, timeout=120))  # the scenario only succeeds on the gateway's BYE
+    check(run_sipp(c.write(work), sip.port, timeout=150))  # the scenario only succeeds on the gateway's BYE
 
     (ticket,) = tickets_of(sip, "+4989100001")
     assert ticket.language == "en"
     assert ticket.field("urgency").value in ("high", "critical")
+    assert ticket.field("asset").value.startswith("TEL-VOIP") and ticket.field("asset").source == "caller"
     heard = recordings(sip, ticket)
     assert set(heard) == {"name", "asset", "anomaly"}
     for question, audio in heard.items():
