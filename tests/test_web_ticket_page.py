@@ -217,3 +217,26 @@ def test_screenshots_of_the_ticket_page_per_channel_language_and_width(web, chro
                 assert overflow <= 1, (case, lang, width, overflow)  # nothing wider than the screen
         context.close()
     assert len(made) == 24 and all(p.stat().st_size > 10_000 for p in made)
+
+
+def test_the_queue_keeps_its_filters_and_an_escalation_opens_the_next_ticket_of_that_queue(web):
+    from ticketing.contact import Channel, Contact, Sender
+
+    email = email_ticket(web)
+    webs = [web.ctx.intake.deliver(Contact(Channel.WEB, f"filter-{i}", sender=Sender(name="Lucia Neri", email="lucia.neri@example.org"),
+                                           text=f"Outlook non si apre ({i})")).ticket_number for i in range(2)]
+    with httpx.Client(base_url=web.url) as c:
+        desk_login(c)
+        assert c.get("/desk/?channel=web&lang=en").status_code == 200
+        page = c.get(f"/desk/tickets/{webs[0]}")
+        back = re.search(r'href="([^"]*)" id="back-queue"', page.text).group(1)
+        assert html.unescape(back) == "/desk/?status=open&channel=web"
+        hidden = form_fields(page.text)
+        r = c.post(f"/desk/tickets/{webs[0]}/escalate", data={"csrf": hidden["csrf"], "text": "Serve il livello II"})
+        assert r.status_code == 303 and r.headers["location"] == f"/desk/tickets/{webs[1]}?done=escalate&prev={webs[0]}"
+        assert email not in r.headers["location"]  # the email is not in the filtered queue
+        landed = c.get(r.headers["location"])
+        assert f"{webs[0]}: {TEXTS_EN_DONE}" in visible_text(landed.text)
+
+
+TEXTS_EN_DONE = "Ticket escalated to the next level."

@@ -9,7 +9,7 @@ through the email channel (`replies.py`); a reply that cannot go comes back with
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -138,8 +138,15 @@ async def queue(request: Request):
         partial_url="/desk/?" + urlencode({**params, "page": page, "partial": 1}),
     )
     if template == "queue.html":
-        response.set_cookie(QUEUE_COOKIE, urlencode(params)[:1000], httponly=True, samesite="strict", secure=w.settings.cookie_secure, path="/desk")
+        response.set_cookie(QUEUE_COOKIE, quote(urlencode(params)[:1000], safe=""), httponly=True, samesite="strict", secure=w.settings.cookie_secure, path="/desk")
     return response
+
+
+def _queue_query(request: Request) -> str:
+    """The query string of the operator's last queue (kept percent-encoded in its cookie), re-encoded clean."""
+    from urllib.parse import parse_qsl
+
+    return urlencode(parse_qsl(unquote(request.cookies.get(QUEUE_COOKIE, ""))[:1000]))
 
 
 async def _next_ticket(request: Request, number: str, operator: str | None) -> str | None:
@@ -148,7 +155,7 @@ async def _next_ticket(request: Request, number: str, operator: str | None) -> s
     from urllib.parse import parse_qsl
 
     w = web(request)
-    filters, _, _ = _filters_of(dict(parse_qsl(request.cookies.get(QUEUE_COOKIE, ""))))
+    filters, _, _ = _filters_of(dict(parse_qsl(_queue_query(request))))
     me = await run_in_threadpool(w.desk.accounts.get, operator) if operator else None
     if me is not None and me.role == "specialist":
         filters = replace(filters, mine=operator)
@@ -181,7 +188,7 @@ async def _ticket_page(request: Request, number: str, status: int = 200, error: 
         reply=reply, mail_on=mail_on, reply_text=reply_text, cannot=cannot,
         supervisor=me is not None and me.role in ("supervisor", "admin"),  # sees the events' raw data
         cards=cards, **ticket_page_context(ticket),
-        queue_url="/desk/?" + request.cookies.get(QUEUE_COOKIE, ""), next_number=await _next_ticket(request, number, operator),
+        queue_url="/desk/?" + _queue_query(request), next_number=await _next_ticket(request, number, operator),
         prev=request.query_params.get("prev") if (request.query_params.get("prev") or "")[:40].replace("-", "").isalnum() else None,
     )
 
