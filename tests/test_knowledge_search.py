@@ -1,20 +1,19 @@
 """Search by each criterion (issue 13 §3), in the core and through `GET /api/v1/search` and `/desk/search`:
 words of the anomaly, of a later message and of a call's transcript (stemmed: plural or accent do not matter),
-the reporter, the asset, the organisation, the group and the date range; paged; bad criteria are a 422."""
+the reporter, the asset, the organisation, the group and the date range; paged; criteria naming nothing find nothing."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
 import httpx
-import pytest
 from sqlalchemy import update
 
 from tests.test_web_support import web, web_factory  # noqa: F401  (fixtures)
 from tests.test_web_mail import desk_login
 from ticketing.contact import Channel, Contact, Sender
 from ticketing.models import Ticket
-from ticketing.search import Search, SearchError, SearchQuery
+from ticketing.search import Search, SearchQuery
 from ticketing.suggestions import run_once
 
 
@@ -58,10 +57,8 @@ def test_search_by_each_criterion(core):
         org_name = s.get(Organisation, org).name if org else None
     if org_name:
         assert c.ticket_number in find(organisation=org_name)
-    with pytest.raises(SearchError):
-        search.search(SearchQuery(organisation="Nessuna"))
-    with pytest.raises(SearchError):
-        search.search(SearchQuery(since=date(2026, 2, 1), until=date(2026, 1, 1)))
+    assert find(organisation="Nessuna") == set() and find(group="Nessuno") == set()
+    assert find(since=date(2026, 2, 1), until=date(2026, 1, 1)) == set()
     first = search.search(SearchQuery(reporter="example.org"), page=1, per_page=2)
     second = search.search(SearchQuery(reporter="example.org"), page=2, per_page=2)
     assert first.total == 3 and len(first.items) == 2 and len(second.items) == 1 and not numbers(first) & numbers(second)
@@ -75,7 +72,7 @@ def test_search_through_the_api_and_the_desk(web):
     with httpx.Client(base_url=web.url, headers={"authorization": f"Bearer {web.token}"}) as api:
         r = api.get("/api/v1/search", params={"q": "telefono", "from": "2020-01-01"})
         assert r.status_code == 200 and [i["number"] for i in r.json()["items"]] == [a.ticket_number] and r.json()["total"] == 1
-        assert api.get("/api/v1/search", params={"group": "Nessuno"}).status_code == 422
+        assert api.get("/api/v1/search", params={"group": "Nessuno"}).json()["total"] == 0
     with httpx.Client(base_url=web.url) as anon:
         assert anon.get("/api/v1/search", params={"q": "x"}).status_code == 401
     with httpx.Client(base_url=web.url) as c:

@@ -5,7 +5,8 @@ Words are found through the same postings as the knowledge (`ticketing/kbindex.p
 document per ticket, stemmed in the ticket's language), so "stampanti" finds "stampante" and an accent does not
 matter; the reporter's names and addresses are postings too, prefixed `r:` and not stemmed. The suggestion
 worker keeps them current (`index_ticket` on every `created`, `field_changed` and `message_added` event).
-Each word is one `IN (postings of its stems)` condition on the ticket id, the other criteria are the tickets'
+An organisation or group no one has, or a range that ends before it starts, finds nothing (not an error, as the
+queue's filters). Each word is one `IN (postings of its stems)` condition on the ticket id, the other criteria are the tickets'
 own indexed columns, and the order is the primary key's (newest first), so a page is read without sorting.
 """
 
@@ -29,10 +30,6 @@ SEARCH = "search"
 REPORTER_FIELDS = ("reporter_name", "reporter_email", "reporter_phone")
 RAW = re.compile(r"[^\W_]+", re.UNICODE)
 COUNT_CAP = 1000  # `total` says "at least 1001" past this: a narrower query is what an operator needs then
-
-
-class SearchError(ValueError):
-    """A query that cannot be run as given (an unknown organisation, a reversed date range)."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +85,7 @@ class Search:
     def search(self, q: SearchQuery, page: int = 1, per_page: int = 50) -> SearchPage:
         page, per_page = max(1, page), max(1, min(200, per_page))
         if q.since and q.until and q.since > q.until:
-            raise SearchError("the date range ends before it starts")
+            return SearchPage((), page, per_page, 0)  # a range that ends before it starts holds nothing
         with self.sessions() as s:
             where = []
             for word in RAW.findall((q.words or "").lower()):
@@ -102,14 +99,10 @@ class Search:
                 where.append(Ticket.asset_id.in_(ids or [-1]))
             if q.organisation.strip():
                 org = s.scalar(select(Organisation.id).where(func.lower(Organisation.name) == q.organisation.strip().lower()))
-                if org is None:
-                    raise SearchError(f"no organisation {q.organisation.strip()!r}")
-                where.append(Ticket.organisation_id == org)
+                where.append(Ticket.organisation_id == (org if org is not None else -1))  # none by that name: nothing
             if q.group.strip():
                 group = s.scalar(select(SupportGroup.id).where(func.lower(SupportGroup.name) == q.group.strip().lower()))
-                if group is None:
-                    raise SearchError(f"no support group {q.group.strip()!r}")
-                where.append(Ticket.group_id == group)
+                where.append(Ticket.group_id == (group if group is not None else -1))
             if q.since:
                 where.append(Ticket.created_at >= datetime.combine(q.since, time.min, timezone.utc))
             if q.until:

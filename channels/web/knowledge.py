@@ -3,7 +3,7 @@ the rejected-contact review (§6): `GET /api/v1/rejections`, `/desk/rejections`,
 
 Both read the core's `Search` (`ticketing/search.py`) through the context's `search` port, paged, with the same
 criteria: `q` (words of the anomaly, messages and transcripts), `reporter`, `asset`, `organisation`, `group`,
-`from` and `to` (YYYY-MM-DD, inclusive). An unknown organisation or group, or a reversed range, is a 422.
+`from` and `to` (YYYY-MM-DD, inclusive). An unknown organisation or group, or a reversed range, finds nothing.
 """
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ from datetime import date
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ticketing.search import SearchError, SearchQuery
+from ticketing.search import SearchQuery
 
-from .api import ApiError, integration
+from .api import ApiError, _problems, integration
 from .common import render, web
 from .operator import require_operator
 from .public import clean
 
 router = APIRouter()
-api = APIRouter(prefix="/api/v1", dependencies=[Depends(integration)])
+api = APIRouter(prefix="/api/v1", dependencies=[Depends(integration)], responses=_problems(401, 403, 422, 429, 503))
 desk = APIRouter(prefix="/desk", include_in_schema=False)
 
 
@@ -52,10 +52,7 @@ async def api_search(
     page: int = Query(1, ge=1, le=100000),
     per_page: int = Query(50, ge=1, le=200),
 ):
-    try:
-        result = await _run(request, _query(q, reporter, asset, organisation, group, since, until), page, per_page)
-    except SearchError as e:
-        raise ApiError(422, "Unprocessable Entity", str(e)) from None
+    result = await _run(request, _query(q, reporter, asset, organisation, group, since, until), page, per_page)
     return {"items": [dataclasses.asdict(i) for i in result.items], "page": result.page, "per_page": result.per_page, "total": result.total}
 
 
@@ -74,14 +71,11 @@ async def desk_search(request: Request, operator: str = Depends(require_operator
         page = max(1, min(100000, int(p.get("page", "1"))))
     except ValueError:
         page = 1
-    result, error = None, None
+    result = None
     if any(values.values()):
-        try:
-            result = await _run(request, _query(values["q"], values["reporter"], values["asset"], values["organisation"], values["group"],
-                                                _date(values["from"]), _date(values["to"])), page, 50)
-        except SearchError as e:
-            error = str(e)
-    return render(request, "search.html", 422 if error else 200, values=values, result=result, error=error)
+        result = await _run(request, _query(values["q"], values["reporter"], values["asset"], values["organisation"], values["group"],
+                                            _date(values["from"]), _date(values["to"])), page, 50)
+    return render(request, "search.html", values=values, result=result, error=None)
 
 
 def _rejections(request: Request):
@@ -111,8 +105,9 @@ async def api_rejections(request: Request, fault: Literal["sender", "ours"] | No
     return {"items": [dataclasses.asdict(i) for i in result.items], "page": result.page, "per_page": result.per_page, "total": result.total}
 
 
-@api.get("/rejections/{rejection_id}/raw", summary="The raw bytes of a rejected contact, as text")
-async def api_rejection_raw(request: Request, rejection_id: int):
+@api.get("/rejections/{rejection_id}/raw", summary="The raw bytes of a rejected contact, as text",
+         responses={**_problems(404), 200: {"content": {"text/plain": {}}, "description": "the raw message"}})
+async def api_rejection_raw(request: Request, rejection_id: int = Path(ge=1, le=2**62)):
     return await run_in_threadpool(_raw, request, rejection_id)
 
 
@@ -127,7 +122,7 @@ async def desk_rejections(request: Request, operator: str = Depends(require_oper
 
 
 @desk.get("/rejections/{rejection_id}/raw")
-async def desk_rejection_raw(request: Request, rejection_id: int, operator: str = Depends(require_operator)):
+async def desk_rejection_raw(request: Request, rejection_id: int = Path(ge=1, le=2**62), operator: str = Depends(require_operator)):
     return await run_in_threadpool(_raw, request, rejection_id)
 
 
