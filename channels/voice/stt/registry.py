@@ -174,6 +174,7 @@ class QuickTranscriber:
 
 
 _quick: dict[tuple, QuickTranscriber] = {}
+_quick_models: dict[tuple, Engine] = {}
 _quick_lock = threading.Lock()
 
 
@@ -189,9 +190,14 @@ def quick_transcriber(settings: SttSettings | None, language: str, models_dir: P
     with _quick_lock:
         if key not in _quick:
             if info.engine == "whisper":
-                engine = whisper_engine.WhisperEngine(info.path, language, compute_type=settings.whisper_compute_type,
-                                                      cpu_threads=1, beam_size=beam_size, hints=settings.whisper_hints,
-                                                      num_workers=parallel)
+                # A multilingual model is loaded once for every language it serves (a SIP worker keeps one copy).
+                shared = (info.path, beam_size, parallel)
+                loaded = _quick_models.get(shared)
+                if loaded is None:
+                    loaded = _quick_models[shared] = whisper_engine.WhisperEngine(
+                        info.path, language, compute_type=settings.whisper_compute_type, cpu_threads=1,
+                        beam_size=beam_size, hints=settings.whisper_hints, num_workers=parallel)
+                engine = loaded.for_language(language)
             else:
                 engine = build(info, language, settings)
             _quick[key] = QuickTranscriber(engine, settings.silence_floor_dbfs, beam_size, window)
