@@ -136,7 +136,8 @@ def run_once(sessions: sessionmaker[Session], prefix: str = "HD", *, batch: int 
     done = 0
     while True:
         with sessions() as s, s.begin():
-            cursor = s.get(KbCursor, "suggestions")
+            # Locked: two gateways on one PostgreSQL take turns at a batch instead of computing it side by side.
+            cursor = s.get(KbCursor, "suggestions", with_for_update=True)
             if cursor is None:
                 cursor = KbCursor(name="suggestions", last_event_id=0)
                 s.add(cursor)
