@@ -97,14 +97,19 @@ def test_api_conforms_to_its_openapi_document(web):
     headers = {"Authorization": f"Bearer {web.token}"}  # the spelling of the security scheme: the auth probe removes it by name
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 7
+    from schemathesis.checks import positive_data_acceptance
+
     for operation in operations:
+        # A report's date range can be well-formed and still refused (to before from, over ten years): OpenAPI
+        # cannot say so, so a 422 there is the documented answer, not a schema violation.
+        excluded = [positive_data_acceptance] if operation.path.startswith("/api/v1/reports") else []
 
         @given(case=operation.as_strategy())
         @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def check(case):
             case.headers = {**(case.headers or {}), **headers}  # on the case, so the auth check can take it away
             case._has_explicit_auth = True  # a real token, not a generated one: the check then probes without it
-            case.call_and_validate()
+            case.call_and_validate(excluded_checks=excluded)
 
         check()
 

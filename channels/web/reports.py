@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ticketing.reports import TABLES, Report, ReportError, Reports
 
-from .api import ApiError, integration
+from .api import ApiError, _problems, integration
 from .common import language, render, web
 from .i18n import Texts
 from .operator import require_operator
@@ -42,7 +42,10 @@ def reports(request: Request) -> Reports:
 
 def _range(since: date | None, until: date | None, today: date) -> tuple[date, date]:
     until = until or today
-    return since or until - timedelta(days=DEFAULT_DAYS - 1), until
+    try:
+        return since or until - timedelta(days=DEFAULT_DAYS - 1), until
+    except OverflowError:  # `to` in the first days of year 1: no default range before it
+        raise ApiError(422, "Unprocessable Content", f"no {DEFAULT_DAYS}-day range ends on {until.isoformat()}") from None
 
 
 async def _build(request: Request, since: date | None, until: date | None, organisation: str | None = None) -> Report:
@@ -63,14 +66,14 @@ def to_csv(rows: list[dict], columns: tuple[str, ...]) -> str:
     return out.getvalue()
 
 
-@api.get("/reports", summary="Contacts, tickets, SLA compliance, backlog, times, top assets and pre-fill quality for a date range")
+@api.get("/reports", responses=_problems(401, 403, 422), summary="Contacts, tickets, SLA compliance, backlog, times, top assets and pre-fill quality for a date range")
 async def api_reports(request: Request, since: date | None = Query(None, alias="from", description="YYYY-MM-DD, inclusive"),
                       until: date | None = Query(None, alias="to", description="YYYY-MM-DD, inclusive"),
                       organisation: str | None = Query(None, max_length=200)):
     return (await _build(request, since, until, organisation)).as_dict()
 
 
-@api.get("/reports/{table}.csv", summary="One report table as CSV", response_class=Response)
+@api.get("/reports/{table}.csv", summary="One report table as CSV", response_class=Response, responses=_problems(401, 403, 404, 422))
 async def api_report_csv(request: Request, table: str, since: date | None = Query(None, alias="from"),
                          until: date | None = Query(None, alias="to"), organisation: str | None = Query(None, max_length=200)):
     return await _csv(request, table, since, until, organisation)
@@ -194,7 +197,7 @@ async def _monthly(request: Request, month: str, organisation: str) -> Response:
     return Response(body, media_type="application/pdf", headers={"content-disposition": f'attachment; filename="{name}"'})
 
 
-@api.get("/reports/monthly.pdf", summary="The monthly report of one organisation (or all) as a PDF", response_class=Response)
+@api.get("/reports/monthly.pdf", summary="The monthly report of one organisation (or all) as a PDF", response_class=Response, responses=_problems(401, 403, 404, 422))
 async def api_monthly(request: Request, month: str = Query(..., description="YYYY-MM"), organisation: str = Query("", max_length=200)):
     return await _monthly(request, month, organisation)
 
