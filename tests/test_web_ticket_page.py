@@ -240,3 +240,16 @@ def test_the_queue_keeps_its_filters_and_an_escalation_opens_the_next_ticket_of_
 
 
 TEXTS_EN_DONE = "Ticket escalated to the next level."
+
+
+def test_the_desk_language_is_remembered_per_operator_on_any_browser(web):
+    """Issue 15 §3: the operator's choice follows the account, not the browser's cookie."""
+    with httpx.Client(base_url=web.url, headers={"accept-language": "it-IT"}) as first:
+        desk_login(first)
+        assert '<html lang="fr">' in first.get("/desk/?lang=fr").text
+    # Another browser, another cookie jar, a browser set to Italian: the desk still speaks French to this operator.
+    with httpx.Client(base_url=web.url, headers={"accept-language": "it-IT"}) as second:
+        desk_login(second)
+        assert '<html lang="fr">' in second.get("/desk/").text
+        assert '<html lang="en">' in second.get("/desk/?lang=en").text
+    assert web.desk.accounts.language(OPERATOR) == "en"

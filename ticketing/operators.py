@@ -53,6 +53,7 @@ class Operator(Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)  # unused since issue 14: see LoginThrottle
     locked_until: Mapped[datetime | None]
     role: Mapped[str] = mapped_column(String(20), default="operator")
+    language: Mapped[str | None] = mapped_column(String(5))  # the desk's language this operator chose (?lang=)
 
 
 class ApiToken(Base):
@@ -198,6 +199,16 @@ class Accounts:
             old, op.role = op.role, role
             record(s, "operator.role", actor, username, old=old, new=role)
             return OperatorInfo(op.username, op.name, op.role, op.active)
+
+    def language(self, username: str) -> str | None:
+        """The desk language the operator chose last (None: never chose; the browser's then applies)."""
+        with self.sessions() as s:
+            return s.scalar(select(Operator.language).where(Operator.username == username.strip().lower()))
+
+    def set_language(self, username: str, language: str) -> None:
+        """Remember the operator's desk language for their next sessions, on any browser."""
+        with self.sessions() as s, s.begin():
+            s.execute(update(Operator).where(Operator.username == username.strip().lower()).values(language=language[:5]))
 
     def get(self, username: str) -> OperatorInfo | None:
         """An active operator with their role and groups, or None."""

@@ -108,7 +108,9 @@ def rate_limit(request: Request, bucket: str) -> None:
 
 
 def language(request: Request) -> str:
-    return pick_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
+    """?lang=, then the logged-in operator's saved choice, then the language cookie, then the browser's."""
+    saved = getattr(request.state, "operator_language", None)
+    return pick_language(request.query_params.get("lang"), saved or request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
 
 
 def csrf_cookie(request: Request) -> str:

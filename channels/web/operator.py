@@ -20,7 +20,7 @@ from ticketing.extraction import FIELD_NAMES
 from ticketing.lifecycle import STATUSES
 
 from .common import LoginRequired, client_key, csrf_ok, finish, language, rate_limit, render, web
-from .i18n import Texts
+from .i18n import LANGUAGES, Texts
 from .ticket_page import ticket_page_context
 from .public import clean
 from .replies import ReplyError, send_reply
@@ -38,6 +38,13 @@ async def require_operator(request: Request) -> str:
     if username is None:
         raise LoginRequired()
     request.state.operator = username
+    # The desk's language is the operator's, on any browser: ?lang= changes it for their next sessions too.
+    chosen = request.query_params.get("lang")
+    saved = await run_in_threadpool(w.desk.accounts.language, username)
+    if chosen in LANGUAGES and chosen != saved:
+        await run_in_threadpool(w.desk.accounts.set_language, username, chosen)
+        saved = chosen
+    request.state.operator_language = saved
     return username
 
 
