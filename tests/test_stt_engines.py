@@ -320,3 +320,15 @@ def test_transcribe_with_grammar_and_missing_language(tmp_path):
     assert "ko_yes.wav: 네  (vosk" in r.output and "ko_no.wav: 아니요  (vosk" in r.output
     r = runner.invoke(main, ["transcribe", "--language", "it", str(DATA / "it_stampante.wav")], env=env)
     assert r.exit_code == 1 and "no model for language 'it'" in r.output and "models install" in r.output
+
+
+def test_a_whisper_loop_is_kept_once_and_a_real_repetition_stays():
+    """Whisper base at temperature 0 loops on some one-word clips ("cinque" → "c'è il c'è il …" ×55, half of the
+    Italian corpus's errors): a run repeated three times or more in a row is kept once; "no, no" stays."""
+    from channels.voice.stt.base import Word
+    from channels.voice.stt.whisper import collapse_loops
+
+    said = [Word(w, 0.0, 0.5, 0.9) for w in "no, no grazie la stampante non va".split()]
+    assert collapse_loops(said) == said
+    looped = [Word(w, 0.0, 0.5, 0.9) for w in ("c'è il " * 40 + "basta").split()]
+    assert [w.word for w in collapse_loops(looped)] == ["c'è", "il", "basta"]

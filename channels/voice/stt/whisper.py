@@ -54,6 +54,29 @@ def trim_hint_echo(words: list[Word]) -> list[Word]:
     return words[:end]
 
 
+LOOP_REPEATS = 3  # the same run of words this many times in a row is Whisper looping, not a caller speaking
+TOKENS_PER_SECOND = 10  # speech is 3-6 tokens a second; past this a window is looping (cap per 30-s window)
+
+
+def collapse_loops(words: list[Word], longest: int = 6) -> list[Word]:
+    """Whisper base at temperature 0 can loop on a short clip ("cinque" → "c'è il c'è il …" ×55): a run of 1 to
+    `longest` words repeated `LOOP_REPEATS` times or more in a row is kept once. People do repeat a word
+    ("no, no"), hardly the same phrase three times running, so a real answer is left as it was said."""
+    out = list(words)
+    key = [w.word.strip(".,;:!?").lower() for w in out]
+    for n in range(1, longest + 1):
+        i = 0
+        while i + n * LOOP_REPEATS <= len(out):
+            run = key[i:i + n]
+            j = i + n
+            while key[j:j + n] == run:
+                j += n
+            if (j - i) // n >= LOOP_REPEATS:
+                del out[i + n:j], key[i + n:j]
+            i += 1
+    return out
+
+
 class WhisperEngine:
     name = "whisper"
     sample_rate = 16000
@@ -134,6 +157,10 @@ class WhisperEngine:
 
         samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
         hints = ", ".join(grammar.phrases) if grammar is not None and grammar.phrases and self.hints != "off" else None
+        if max_new_tokens is None:  # a window cannot say more than its seconds allow: a loop stops early
+            import math
+
+            max_new_tokens = 24 + TOKENS_PER_SECOND * math.ceil(min(30.0, len(samples) / self.sample_rate))
         with self._lock:
             segments, _ = self._model.transcribe(
                 samples,
@@ -159,6 +186,8 @@ class WhisperEngine:
             if w.word.strip()
         ]
         text = " ".join(s.text.strip() for s in segments).strip()
+        if words and len(kept := collapse_loops(words)) < len(words):
+            words, text = kept, re.sub(r" (?=['’,.;:!?])", "", " ".join(w.word for w in kept))
         if hints and words:
             kept = trim_hint_echo(words)
             if len(kept) < len(words):
