@@ -104,3 +104,14 @@ def drop_database(url: str) -> None:
     base, name = url.rsplit("/", 1)
     with psycopg.connect(_admin(base), autocommit=True, connect_timeout=10) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def bench_database(prefix: str, postgres: bool) -> tuple[Path, str, PostgresCluster | None]:
+    """A work directory and the database URL a bench runs on: SQLite in the directory, or (`postgres`) a database
+    in a throwaway cluster (fsync off, as the desk benches compare query plans, not commit durability); the
+    cluster is returned for the caller to `stop()`."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    if not postgres:
+        return workdir, f"sqlite:///{workdir}/helpdesk.sqlite3", None
+    pg = PostgresCluster(fsync=False)
+    return workdir, create_database(pg.base), pg

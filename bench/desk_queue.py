@@ -26,7 +26,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -166,15 +165,9 @@ def main() -> None:
     from channels.web.testing import ServerThread
     from gateway.app import build_core, channel_context, seed_directory
 
-    workdir = Path(tempfile.mkdtemp(prefix="hd-bench-desk-"))
-    pg = None
-    if args.postgres:
-        from bench._pg import PostgresCluster, create_database
+    from bench._pg import bench_database
 
-        pg = PostgresCluster(fsync=False)
-        url = create_database(pg.base)
-    else:
-        url = f"sqlite:///{workdir}/helpdesk.sqlite3"
+    workdir, url, pg = bench_database("hd-bench-desk-", args.postgres)
     core = build_core(config(workdir, url))
     seed_directory(core)
     t0 = time.perf_counter()

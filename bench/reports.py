@@ -19,7 +19,6 @@ import os
 import random
 import re
 import sys
-import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -80,15 +79,9 @@ def main() -> None:
     from channels.web.testing import ServerThread
     from gateway.app import build_core, channel_context, seed_directory
 
-    workdir = Path(tempfile.mkdtemp(prefix="hd-bench-reports-"))
-    pg = None
-    if args.postgres:
-        from bench._pg import PostgresCluster, create_database
+    from bench._pg import bench_database
 
-        pg = PostgresCluster(fsync=False)
-        url = create_database(pg.base)
-    else:
-        url = f"sqlite:///{workdir}/helpdesk.sqlite3"
+    workdir, url, pg = bench_database("hd-bench-reports-", args.postgres)
     try:
         core = build_core(config(workdir, url))
         seed_directory(core)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -78,15 +77,9 @@ def main() -> None:
     from ticketing.organisations import Organisation
     from ticketing.search import Search, SearchQuery
 
-    workdir = Path(tempfile.mkdtemp(prefix="hd-bench-search-"))
-    pg = None
-    if args.postgres:
-        from bench._pg import PostgresCluster, create_database
+    from bench._pg import bench_database
 
-        pg = PostgresCluster(fsync=False)
-        url = create_database(pg.base)
-    else:
-        url = f"sqlite:///{workdir}/helpdesk.sqlite3"
+    workdir, url, pg = bench_database("hd-bench-search-", args.postgres)
     try:
         core = build_core(config(workdir, url))
         seed_directory(core)
