@@ -24,7 +24,9 @@ def test_fresh_venv_then_defaults_offline_transcribes_italian(tmp_path):
         missing("ffmpeg (Debian package)")
     src = tmp_path / "src"  # a checkout's files, so the build leaves nothing in the work tree
     for name in ("gateway", "channels", "ticketing", "config"):
-        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "prompts"))
+        # Without the synthesised prompt audio (config/prompts/<lang>/*.wav, made by `prompts build`); their texts
+        # are package data the wheel must carry.
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.wav"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
     venv = tmp_path / "venv"
