@@ -228,12 +228,11 @@ def test_monthly_pdf(core, made, web_factory):  # noqa: F811
                                 str(first["p90_minutes"] if first["p90_minutes"] is not None else "—")]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # once: the figures are checked on both above
 def test_page_in_chromium(core, made, web_factory, page):  # noqa: F811
     """An operator opens the reports from the desk's header and sees every chart drawn (no CSP violation)."""
     from tests.test_web_support import login, shot
 
-    if core.engine.dialect.name != "sqlite":
-        pytest.skip("the browser check runs once, on SQLite: the figures themselves are checked on both above")
     w = web_factory(core, cookie_secure=False)
     w.server.service.app.state.reports = Reports(core.sessions, core.config.ticketing.low_confidence, clock=lambda: NOW)
     violations = []
