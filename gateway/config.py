@@ -55,7 +55,7 @@ class SlaEntry(Section):
 
 class TicketingConfig(Section):
     number_prefix: str = Field("HD", pattern=r"^[A-Z]{2,5}$")
-    default_language: Literal["it", "en"] = "it"
+    default_language: Literal["it", "fr", "en"] = "it"
     low_confidence: float = Field(0.6, ge=0, le=1, description="fields below this are flagged for the operator")
     pipeline: list[str] = Field(
         default_factory=lambda: ["clean_text", "identify_reporter", "match_asset", "extract_anomaly", "set_urgency"]

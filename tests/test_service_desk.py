@@ -45,6 +45,17 @@ def desk(core):
     return d
 
 
+def test_a_group_reads_the_notice_in_the_tickets_language(core, desk):
+    r = report(core, 91, text="Le protocole informatique n'enregistre plus les dossiers, c'est urgent")
+    t = desk.ticket(r.ticket_number)
+    desk.escalate(r.ticket_number, "primo", "il faut l'administrateur de l'application")
+    mail = [m for m in outbox(core) if m[1] == "applicativi@helpdesk.example.it"][-1]
+    kind, to, subject, text, _ = mail
+    assert t.language == "fr" and "Signalement attribué" in subject, subject
+    assert "Utilisateur: Mario Rossi" in text and "Urgence:" in text and "Répondre avant" in text
+    assert "Urgency" not in text and "urgency" not in text
+
+
 def test_organisation_is_inherited_and_routing_follows_the_asset(core, desk):
     r = report(core, 1)
     t = desk.ticket(r.ticket_number)
@@ -58,8 +69,8 @@ def test_organisation_is_inherited_and_routing_follows_the_asset(core, desk):
     vendor = [m for m in outbox(core) if m[1] == "supporto@protocollo-fornitore.example.com"]
     assert len(vendor) == 1
     kind, to, subject, text, message_id = vendor[0]
-    assert f"[{r.ticket_number}]" in subject and "Mario Rossi" in text and "Respond by" in text and "Regione" in text
-    assert "registra le pratiche" in text and "Urgency" in text
+    assert f"[{r.ticket_number}]" in subject and "Mario Rossi" in text and "Rispondere entro" in text and "Regione" in text
+    assert "registra le pratiche" in text and "Urgenza:" in text and "Richiesta di intervento" in subject  # in the ticket's language
     # The vendor's answer threads back (on In-Reply-To) as a message: it resolves nothing by itself.
     back = core.intake.submit(Contact(Channel.EMAIL, "<vendor-1@example.com>", sender=Sender("Supporto", to),
                                       subject=f"Re: {subject}", text="Patch 4.2.1 rilasciata", thread=ThreadHints(in_reply_to=message_id)))
@@ -194,7 +205,7 @@ def test_warning_and_breach_events_with_an_injected_clock(core, desk):
     view = desk.ticket(n)
     assert view.events[-1].kind == "sla.breached" and view.events[-1].data["target"] == "respond" and view.sla["breached"]
     assert breaches == [1]
-    assert any(m[1] == "reti@helpdesk.example.it" and "SLA breached" in m[2] for m in outbox(core))
+    assert any(m[1] == "reti@helpdesk.example.it" and "SLA scaduto" in m[2] for m in outbox(core))
     lc.clock = lambda: late
     assert desk.take(n, "capo").first_response_at == late  # first response recorded
 

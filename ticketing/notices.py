@@ -33,32 +33,80 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
 
 
+# What a group reads, in the ticket's language (the reporter's words are in it too); the reporter's texts follow.
+GROUP_TEXTS = {
+    "it": {
+        "labels": ("Segnalazione", "Ente", "Utente", "Bene", "Urgenza", "Priorità", "Livello", "Rispondere entro",
+                   "Risolvere entro", "Anomalia"),
+        "urgency": {"low": "bassa", "normal": "normale", "high": "alta", "critical": "critica"},
+        "assigned": "Segnalazione assegnata", "request": "Richiesta di intervento",
+        "hands": "Il service desk affida questa segnalazione a {group} (livello {level}).\nMotivo: {reason}",
+        "reply": "Risponda a questa mail lasciando [{n}] nell'oggetto: la risposta è aggiunta alla segnalazione per "
+                 "gli operatori del desk, che la chiudono con l'utente.",
+        "sla_subject": {"warning": "SLA in scadenza", "breached": "SLA scaduto"},
+        "sla_target": {"respond": "presa in carico", "resolve": "risoluzione"},
+        "sla_level": {"warning": "all'80 %", "breached": "scaduto"},
+        "sla_intro": "La segnalazione {n} del gruppo {group} ha raggiunto:", "due": "scadenza",
+    },
+    "fr": {
+        "labels": ("Signalement", "Organisme", "Utilisateur", "Bien", "Urgence", "Priorité", "Niveau",
+                   "Répondre avant", "Résoudre avant", "Anomalie"),
+        "urgency": {"low": "basse", "normal": "normale", "high": "haute", "critical": "critique"},
+        "assigned": "Signalement attribué", "request": "Demande d'intervention",
+        "hands": "Le service desk confie ce signalement à {group} (niveau {level}).\nMotif : {reason}",
+        "reply": "Répondez à ce message en gardant [{n}] dans l'objet : votre réponse est ajoutée au signalement "
+                 "pour les opérateurs du desk, qui le clôturent avec l'utilisateur.",
+        "sla_subject": {"warning": "SLA bientôt échu", "breached": "SLA dépassé"},
+        "sla_target": {"respond": "prise en charge", "resolve": "résolution"},
+        "sla_level": {"warning": "à 80 %", "breached": "dépassé"},
+        "sla_intro": "Le signalement {n} du groupe {group} a atteint :", "due": "échéance",
+    },
+    "en": {
+        "labels": ("Ticket", "Organisation", "Reporter", "Asset", "Urgency", "Priority", "Level", "Respond by",
+                   "Resolve by", "Anomaly"),
+        "urgency": {"low": "low", "normal": "normal", "high": "high", "critical": "critical"},
+        "assigned": "Ticket assigned", "request": "Intervention request",
+        "hands": "The service desk hands this ticket to {group} (level {level}).\nReason: {reason}",
+        "reply": "Reply to this mail keeping [{n}] in the subject: your answer is added to the ticket for the "
+                 "desk's operators, who close it with the user.",
+        "sla_subject": {"warning": "SLA warning", "breached": "SLA breached"},
+        "sla_target": {"respond": "respond", "resolve": "resolve"},
+        "sla_level": {"warning": "80 % reached", "breached": "breached"},
+        "sla_intro": "The ticket {n} of your group {group} reached:", "due": "due",
+    },
+}
+
+
+def _texts(t: Ticket) -> dict:
+    return GROUP_TEXTS.get(t.language or "it", GROUP_TEXTS["it"])
+
+
 def ticket_summary(t: Ticket, number: str, organisation: str | None = None) -> str:
-    v = t.value
+    v, tx = t.value, _texts(t)
+    ticket, org, reporter, asset, urgency, priority, level, respond, resolve, anomaly = tx["labels"]
     return "\n".join([
-        f"Ticket: {number}",
-        f"Organisation: {organisation or '-'}",
-        f"Reporter: {v('reporter_name') or '-'} <{v('reporter_email') or '-'}> {v('reporter_phone') or ''}".rstrip(),
-        f"Asset: {v('asset') or '-'}",
-        f"Urgency: {t.urgency}   Priority: P{t.priority}   Level: {'I' * t.level}",
-        f"Respond by: {_when(t.respond_by)}",
-        f"Resolve by: {_when(t.resolve_by)}",
+        f"{ticket}: {number}",
+        f"{org}: {organisation or '-'}",
+        f"{reporter}: {v('reporter_name') or '-'} <{v('reporter_email') or '-'}> {v('reporter_phone') or ''}".rstrip(),
+        f"{asset}: {v('asset') or '-'}",
+        f"{urgency}: {tx['urgency'].get(t.urgency, t.urgency)} · {priority}: P{t.priority} · {level}: {'I' * t.level}",
+        f"{respond}: {_when(t.respond_by)}",
+        f"{resolve}: {_when(t.resolve_by)}",
         "",
-        "Anomaly:",
+        f"{anomaly}:",
         (v("anomaly") or "").strip() or "-",
     ])
 
 
 def notify_group(s: Session, t: Ticket, number: str, group, *, reason: str, organisation: str | None = None) -> None:
-    """Hand `t` to `group` by email (when it has an address)."""
+    """Hand `t` to `group` by email (when it has an address), in the ticket's language."""
     if not group.email:
         return
-    subject = f"[{number}] {'Ticket assigned' if group.kind == 'internal' else 'Intervention request'}: {(t.value('asset') or t.value('anomaly') or '')[:80]}".rstrip(": ")
+    tx = _texts(t)
+    subject = f"[{number}] {tx['assigned'] if group.kind == 'internal' else tx['request']}: {(t.value('asset') or t.value('anomaly') or '')[:80]}".rstrip(": ")
     text = (
-        f"The service desk hands this ticket to {group.name} (level {'I' * group.level}).\n"
-        f"Reason: {reason}\n\n{ticket_summary(t, number, organisation)}\n\n"
-        f"Reply to this mail keeping [{number}] in the subject: your answer is added to the ticket for the desk's "
-        f"operators, who close it with the user.\n"
+        tx["hands"].format(group=group.name, level="I" * group.level, reason=reason) + "\n\n"
+        + ticket_summary(t, number, organisation) + "\n\n" + tx["reply"].format(n=number) + "\n"
     )
     _enqueue(s, kind=NOTIFICATION, to=group.email, subject=subject, text=text, ticket_id=t.id, record=True,
              headers={"Auto-Submitted": "auto-generated"})
@@ -105,8 +153,12 @@ def sla_alert(s: Session, t: Ticket, number: str, group, alerts: list[tuple[str,
     """One mail to the ticket's group for the alerts one pass raised on it: (level, target, due) each."""
     if group is None or not group.email or not alerts:
         return
+    tx = _texts(t)
     level = "breached" if any(a[0] == "breached" for a in alerts) else "warning"
-    lines = "\n".join(f"- {target}: {lv}, due {due[:16].replace('T', ' ')} UTC" for lv, target, due in alerts)
-    subject = f"[{number}] SLA {level}"
-    text = f"The ticket {number} of your group {group.name} reached:\n{lines}\n\n{ticket_summary(t, number)}\n"
+    lines = "\n".join(
+        f"- {tx['sla_target'].get(target, target)}: {tx['sla_level'].get(lv, lv)}, {tx['due']} {due[:16].replace('T', ' ')} UTC"
+        for lv, target, due in alerts
+    )
+    subject = f"[{number}] {tx['sla_subject'][level]}"
+    text = f"{tx['sla_intro'].format(n=number, group=group.name)}\n{lines}\n\n{ticket_summary(t, number)}\n"
     _enqueue(s, kind=NOTIFICATION, to=group.email, subject=subject, text=text, ticket_id=t.id, headers={"Auto-Submitted": "auto-generated"})
