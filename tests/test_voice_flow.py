@@ -308,6 +308,56 @@ def test_an_unknown_name_is_not_asked_about():
     assert flow.report.confirmed_name is None and flow.report.heard == {}
 
 
+SAY_ASSET_AGAIN = Record("asset", ("say-again", "say-asset"), 15)
+
+
+def test_an_asset_that_matches_nothing_is_asked_once_more_then_the_call_goes_on():
+    flow = Flow()
+    to_asset(flow)
+    flow.handle(Recorded(ASSET, 5.0))
+    assert flow.handle(Understood("asset", said="la rotiene")) == [SAY_ASSET_AGAIN]
+    again = BlobRef("e" * 64, 9000)
+    assert flow.handle(Recorded(again, 4.0)) == [Understand("asset", again)]
+    assert flow.handle(Understood("asset", said="la ruptiene")) == [Record("anomaly", ("say-problem",), 120)]
+    assert flow.report.heard == {} and flow.report.recordings["asset"] == again  # the transcript fills it in later
+
+
+def test_the_answer_said_again_is_said_back_and_confirmed():
+    flow = Flow()
+    to_asset(flow)
+    flow.handle(Recorded(ASSET, 5.0))
+    assert flow.handle(Understood("asset", said="")) == [SAY_ASSET_AGAIN]  # nothing heard at all
+    flow.handle(Recorded(ASSET, 5.0))
+    assert flow.handle(PROT) == [CONFIRM_ASSET]
+    assert flow.handle(Digits("2")) == [Record("asset", ("say-asset",), 15)]  # refusals still have their own count
+    flow.handle(Recorded(ASSET, 5.0))
+    flow.handle(PROT)
+    assert flow.handle(Digits("1")) == [Record("anomaly", ("say-problem",), 120)]
+    assert flow.report.heard == {"asset": Heard("PROT-01", 1.0, True)}
+
+
+def test_nothing_is_asked_again_when_the_answer_could_not_be_transcribed():
+    flow = Flow()
+    to_asset(flow)
+    flow.handle(Recorded(ASSET, 5.0))
+    assert flow.handle(Understood("asset")) == [Record("anomaly", ("say-problem",), 120)]  # no model here
+
+
+def test_a_name_the_directory_lacks_is_not_asked_again_but_one_not_heard_is():
+    flow = Flow()
+    to_menu(flow, caller="+33479000000")
+    flow.handle(Digits("1"))
+    flow.handle(Recorded(NAME, 2.0))
+    assert flow.handle(Understood("name", said="mi chiamo Ugo Foscolo")) == [Record("asset", ("say-asset",), 15)]
+    flow = Flow()
+    to_menu(flow, caller="+33479000000")
+    flow.handle(Digits("1"))
+    flow.handle(Recorded(NAME, 2.0))
+    assert flow.handle(Understood("name", said=" ")) == [Record("name", ("say-again", "say-name"), 8)]
+    flow.handle(Recorded(NAME, 2.0))
+    assert flow.handle(Understood("name", said="")) == [Record("asset", ("say-asset",), 15)]
+
+
 def test_a_late_or_foreign_reading_is_ignored():
     flow = Flow()
     to_asset(flow)

@@ -17,8 +17,10 @@ Confirmation: right after the name and the asset answers the flow asks the gatew
 (`Understand`: transcribed and matched at once, like any contact's text, while the caller waits). When that is
 a directory user or a known asset, the IVR says it back ("are you …", "I understood …") and asks 1 to
 confirm, 2 to say it again. A confirmed answer is certain (`Heard.confirmed`); after `max_refusals` refusals
-(or no key at all) the best guess stays, flagged as unsure; an answer that matches nothing is not asked about,
-its transcript fills the field in later.
+(or no key at all) the best guess stays, flagged as unsure. A first answer that matches nothing is asked for
+once more ("I did not understand, please say it again": `say-again`): an asset that is no known asset, a name
+of which nothing was heard (a name the directory lacks is an unknown caller's own: it is not asked again);
+then the call goes on with the best guess, and the transcript fills the field in later.
 Status: the caller keys the ticket number and #; when the caller id is the reporter's number the status is
 read at once, otherwise the flow asks for the ticket's PIN. A number that does not exist is also asked for a
 PIN and then gets the same "not found" as a wrong PIN, so tickets cannot be enumerated by phone.
@@ -73,6 +75,7 @@ class Understood:
     value: str | None = None  # what the desk takes it for: an asset's tag, a directory user's name; None: nothing known
     spoken: str | None = None  # what the IVR says back to the caller (the asset's name, the user's name)
     confidence: float = 0.0
+    said: str | None = None  # the words heard ("" for none); None: the answer could not be transcribed here
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,7 @@ class Flow:
         self.candidate: Understood | None = None
         self.best: Understood | None = None
         self.refusals = 0
+        self.repeated = False  # the question was asked again (refused, or nothing matched)
 
     # -- the one entry point -------------------------------------------------------------------------------
     def handle(self, event: Event) -> list[Action]:
@@ -283,14 +287,17 @@ class Flow:
     # confirmation: what the answer was taken for, said back -----------------------------------------------
     def _understand(self, question: str) -> list[Action]:
         if self.question != question:  # a new question (not "say it again"): its own count
-            self.question, self.best, self.refusals = question, None, 0
+            self.question, self.best, self.refusals, self.repeated = question, None, 0, False
         self.state, self.candidate = "understanding", None
         return [Understand(question, self.report.recordings[question])]
 
     def _on_understanding(self, e: Event) -> list[Action]:
         if not isinstance(e, Understood) or e.question != self.question:
             return []
-        if not e.value:  # nothing the desk knows: no question about it; the transcript fills the field in later
+        if not e.value:  # nothing the desk knows: asked once more, then the transcript fills the field in later
+            if not self.repeated and self._say_again(e):
+                self.repeated = True
+                return self._record(self.question, ("say-again", *_RECORD_PROMPTS[self.question]), self._limit(self.question))
             return self._after_confirmation()
         if self.best is None or e.confidence >= self.best.confidence:
             self.best = e
@@ -306,6 +313,7 @@ class Flow:
             return self._after_confirmation()
         if isinstance(e, Digits) and e.digits == "2":
             self.refusals += 1
+            self.repeated = True
             if self.refusals >= self.s.max_refusals:
                 return self._after_confirmation()
             return self._record(self.question, _RECORD_PROMPTS[self.question], self._limit(self.question))
@@ -313,6 +321,13 @@ class Flow:
         if self.tries >= self.s.max_retries:  # no answer to "is that right?": the guess stays, unsure
             return self._after_confirmation()
         return [Play(("not-understood",)), Gather(self._confirm_prompts(), 1, self.s.gather_timeout)]
+
+    def _say_again(self, e: Understood) -> bool:
+        """Whether an answer that matched nothing is worth asking again: not when it could not be transcribed at
+        all (no model here), nor for a name that was heard (an unknown caller's own name)."""
+        if e.said is None:
+            return False
+        return self.question == "asset" or not e.said.strip()
 
     def _confirm_prompts(self) -> tuple[Prompt, ...]:
         lead = "are-you" if self.question == "name" else "you-said"
@@ -322,7 +337,7 @@ class Flow:
         """The question is settled: keep the best unconfirmed guess, flagged, then ask the next question."""
         question = self.question
         self._keep_guess()
-        self.question, self.candidate, self.best, self.refusals = None, None, None, 0
+        self.question, self.candidate, self.best, self.refusals, self.repeated = None, None, None, 0, False
         if question == "name":
             return self._record("asset", ("say-asset",), self.s.max_asset_seconds)
         return self._record("anomaly", ("say-problem",), self.s.max_problem_seconds)

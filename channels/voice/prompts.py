@@ -16,7 +16,7 @@ from pathlib import Path
 
 ESPEAK_VOICES = {"it": "it", "fr": "fr", "en": "en-gb"}
 FLOW_PROMPTS = (
-    "greeting recording-notice choose-language menu not-understood are-you yes-no you-said confirm-or-repeat say-name say-asset say-problem "
+    "greeting recording-notice choose-language menu not-understood are-you yes-no you-said confirm-or-repeat say-again say-name say-asset say-problem "
     "office-blocked ticket-created your-pin goodbye enter-ticket-number enter-pin ticket-not-found transferring "
     "leave-message say-everything status-new status-in_progress status-waiting status-resolved status-closed "
     "level-1 level-2 level-3"
