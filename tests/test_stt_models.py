@@ -186,6 +186,40 @@ def test_a_multi_file_whisper_model_from_its_home(tmp_path, mirror):
     assert {p.name: p.read_bytes() for p in target.iterdir()} == files
 
 
+def git_blob(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_small_files_pinned_by_their_git_blob_id(tmp_path, mirror, right):
+    """Hugging Face states only the Git blob id of a file not in LFS (config.json, tokenizer.json): with its
+    size, that id pins it; a wrong one refuses the model and keeps nothing."""
+    files = {p.rsplit("/", 1)[-1]: b for p, b in mirror.files.items() if p.startswith("someone/tiny-en/")}
+    pins = [{"path": f"someone/tiny-en/resolve/main/{n}", "size": len(b)}
+            | ({"sha256": sha256(b)} if n == "model.bin" else {"git_sha1": git_blob(b) if right else "0" * 40})
+            for n, b in files.items()]
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"whisper-tiny.en": {"engine": "whisper", "language": "en", "host": "hf", "files": pins}}))
+    r = cli(tmp_path, "models", "install", "whisper-tiny.en", "--catalog", str(catalog), "--mirror", mirror.url)
+    target = models_dir(tmp_path) / "whisper-tiny.en"
+    if right:
+        assert r.exit_code == 0, r.output
+        assert {p.name: p.read_bytes() for p in target.iterdir()} == files
+    else:
+        assert r.exit_code == 1 and "Git blob id mismatch" in r.output and "Traceback" not in r.output
+        assert not target.exists()
+
+
+def test_the_catalog_pins_what_it_can(tmp_path):
+    """Every catalog entry with a stated checksum is downloadable; the ones with none refuse in one line."""
+    from channels.voice.stt.models import CATALOG
+
+    assert {n for n, m in CATALOG.items() if m.unpinned()} == {"vosk-model-it-0.22", "vosk-model-fr-0.22", "vosk-model-small-fr-0.22"}
+    for m in CATALOG.values():
+        for f in m.files:
+            assert (f.sha256 is None or len(f.sha256) == 64) and (f.git_sha1 is None or len(f.git_sha1) == 40)
+
+
 def test_unknown_model_and_unpinned_model(tmp_path):
     r = cli(tmp_path, "models", "install", "vosk-model-nonexistent")
     assert r.exit_code == 1 and "unknown model" in r.output and "vosk-model-small-it-0.22" in r.output

