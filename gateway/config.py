@@ -73,6 +73,7 @@ class TicketingConfig(Section):
     default_group_ii: str | None = Field(None, description="group name for level II escalations without an asset's group")
     default_group_iii: str | None = Field(None, description="group name for level III escalations without an asset's group")
     sla_check_seconds: float = Field(60.0, gt=0, description="how often the SLA warnings and breaches are looked for")
+    incident_window_minutes: int = Field(120, ge=0, le=10080, description="a new ticket on the asset of an open parent incident created (or given a child) this close in time is proposed for a link")
 
     @field_validator("pipeline")
     @classmethod

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from .extraction import FIELD_NAMES
 from .groups import SupportGroup, groups_of, route
 from .lifecycle import URGENCIES, LifecycleError
+from .links import notify_merged
 from .models import Ticket
 from .notices import notify_group, notify_user
 from .operators import Operator, OperatorInfo
@@ -107,6 +108,7 @@ class Actions:
             self.lifecycle.resolve(t, operator, report)
             s.flush()
             notify_user(s, t, self.number(t), "resolved", report)
+            notify_merged(s, t, self.number, report)  # the reporters of the tickets merged into it (issue 13 §4)
 
         return self._act(number, operator, resolve)
 

@@ -3,7 +3,8 @@
 `status_lookup` needs the ticket number *and* the email or phone it was reported with, and answers `None` for
 both a wrong number and a wrong contact, so it tells nothing about which tickets exist; by phone, the caller id
 or the ticket's PIN stands for the contact. A resolved ticket's status carries its resolution report, a ticket
-waiting for the user the question they are asked.
+waiting for the user the question they are asked. A ticket merged into another (`ticketing/incidents.py`) keeps
+its number and PIN working: they answer with the status of the ticket it was merged into.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .contact import normalise_phone
+from .links import survivor
 from .models import Event, Message, Ticket, User
 from .views import PUBLIC_EVENTS, PublicStatus, TicketNotFound
 
@@ -29,8 +31,12 @@ class StatusLookup:
                 t = self._load(s, number or "")
             except TicketNotFound:
                 t = None
-            if not contact or t is None or not self._reported_by(s, t, contact):
+            if not contact or t is None:
                 return None
+            now = survivor(s, t)  # a merged ticket answers with the ticket its messages went to
+            if not (self._reported_by(s, t, contact) or (now is not t and self._reported_by(s, now, contact))):
+                return None
+            t = now
             last = s.scalar(
                 select(Event).where(Event.ticket_id == t.id, Event.kind.in_(PUBLIC_EVENTS)).order_by(Event.id.desc()).limit(1)
             )
@@ -76,11 +82,12 @@ class StatusLookup:
                 t = self._load(s, number)
             except TicketNotFound:
                 return None
+            now = survivor(s, t)  # a merged ticket's number and PIN answer with the ticket its messages went to
             if pin is not None:
                 ok = bool(t.pin) and secrets.compare_digest(t.pin, pin)
             else:
-                ok = bool(caller_id) and self._reported_by(s, t, caller_id)
-            return (t.status, t.level) if ok else None
+                ok = bool(caller_id) and (self._reported_by(s, t, caller_id) or (now is not t and self._reported_by(s, now, caller_id)))
+            return (now.status, now.level) if ok else None
 
     def _reported_by(self, s: Session, t: Ticket, contact: str) -> bool:
         if "@" in contact:

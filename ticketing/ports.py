@@ -23,7 +23,8 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 from .contact import Contact
 
-__all__ = ["IntakePort", "PhoneStatus", "DeskPort", "OutboundMail", "OutboxPort", "IntakeResultLike"]
+__all__ = ["IntakePort", "PhoneStatus", "DeskPort", "OutboundMail", "OutboxPort", "IntakeResultLike", "ContactReader",
+           "IncidentsPort", "ReadmitPort"]
 
 
 class IntakeResultLike(Protocol):
@@ -158,3 +159,35 @@ class OutboxPort(Protocol):
     def stats(self) -> Any: ...
 
     def entries(self, *, waiting_only: bool = False, limit: int = 200) -> list: ...
+
+
+@runtime_checkable
+class ContactReader(Protocol):
+    """A channel reading its own stored raw input again into a `Contact` (the email channel's parser,
+    `channels.email.readmit.MailReader`), so a rejected contact can be readmitted (`ticketing.readmit`)."""
+
+    def contact(self, raw: bytes, external_id: str, received_at: datetime) -> Contact: ...
+
+
+@runtime_checkable
+class IncidentsPort(Protocol):
+    """Linked incidents and merges as the web channel uses them (`ticketing.incidents.Incidents`)."""
+
+    def incident(self, number: str) -> Any: ...
+
+    def link(self, number: str, parent_number: str, actor: str) -> Any: ...
+
+    def unlink(self, number: str, actor: str) -> Any: ...
+
+    def merge(self, number: str, into: str, actor: str) -> Any: ...
+
+    def resolve_children(self, number: str, actor: str, report: str | None = None) -> Any: ...
+
+
+@runtime_checkable
+class ReadmitPort(Protocol):
+    """Rejected contacts turned into tickets through the normal intake (`ticketing.readmit.Readmissions`)."""
+
+    def readmit(self, rejection_id: int, actor: str) -> Any: ...
+
+    def readmitted(self, rejection_ids: Any) -> dict[int, str]: ...

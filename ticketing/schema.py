@@ -9,6 +9,7 @@ another (tests/test_import_cycles.py). A new table module is added here, one lin
 from __future__ import annotations
 
 from . import audit, groups, kbindex, knowledge, operators, organisations, outbox, suggestions, transcription  # noqa: F401
+from . import links, readmit  # noqa: F401  (issue 13 §4, §6)
 from .models import Base
 
 metadata = Base.metadata
