@@ -51,9 +51,7 @@ class Health:
             for service in getattr(self.channels["email"], "services", ()):
                 if hasattr(service, "mailbox"):  # an IMAP fetcher
                     m = service.mailbox
-                    connected = getattr(service, "connected", None)
-                    if connected is None and hasattr(service, "_client"):  # the fetcher's live connection, if any
-                        connected = service._client is not None
+                    connected = getattr(service, "connected", None)  # the fetcher's live connection
                     out[f"email.imap.{m.user}@{m.host}"] = OK if connected in (None, True) else "not connected to the IMAP server"
         if "web" in self.channels:
             out["web"] = OK

@@ -73,6 +73,11 @@ class ImapFetcher:
         # Storing a blob waits on fsync, which releases the GIL: a few threads overlap those waits.
         self._pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="imap-prepare")
 
+    @property
+    def connected(self) -> bool:
+        """Whether the fetcher holds a live IMAP connection now (for /readyz)."""
+        return self._client is not None
+
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.start_thread()
