@@ -102,7 +102,10 @@ async def api_rejections(request: Request, fault: Literal["sender", "ours"] | No
                          page: int = Query(1, ge=1, le=100000), per_page: int = Query(50, ge=1, le=200)):
     port = _rejections(request)
     result = await run_in_threadpool(port.list, page, per_page, fault)
-    return {"items": [dataclasses.asdict(i) for i in result.items], "page": result.page, "per_page": result.per_page, "total": result.total}
+    readmit = getattr(web(request).ctx, "readmit", None)  # which became tickets (POST /api/v1/rejections/{id}/readmit)
+    readmitted = await run_in_threadpool(readmit.readmitted, [i.id for i in result.items]) if readmit is not None else {}
+    return {"items": [{**dataclasses.asdict(i), "readmitted": readmitted.get(i.id)} for i in result.items],
+            "page": result.page, "per_page": result.per_page, "total": result.total}
 
 
 @api.get("/rejections/{rejection_id}/raw", summary="The raw bytes of a rejected contact, as text",
@@ -118,7 +121,9 @@ async def desk_rejections(request: Request, operator: str = Depends(require_oper
     except ValueError:
         page = 1
     result = await run_in_threadpool(_rejections(request).list, page, 50, None)
-    return render(request, "rejections.html", result=result)
+    readmit = getattr(web(request).ctx, "readmit", None)  # issue 13 §6: the readmit action (channels/web/incidents.py)
+    readmitted = await run_in_threadpool(readmit.readmitted, [r.id for r in result.items]) if readmit is not None else {}
+    return render(request, "rejections.html", result=result, readmitted=readmitted, readmittable=getattr(readmit, "readers", {}))
 
 
 @desk.get("/rejections/{rejection_id}/raw")

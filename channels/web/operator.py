@@ -190,11 +190,13 @@ async def _ticket_page(request: Request, number: str, status: int = 200, error: 
     cannot = await run_in_threadpool(w.desk.refusal, number, operator) if operator else None  # this viewer's role
     me = await run_in_threadpool(w.desk.accounts.get, operator) if operator else None
     cards = await run_in_threadpool(w.desk.ticket_cards, number)  # reporter and asset cards (ticketing/cards.py)
+    incidents = getattr(w.ctx, "incidents", None)  # parent, children, merges, proposed links (issue 13 §4)
+    incident = await run_in_threadpool(incidents.incident, number) if incidents is not None else None
     return render(
         request, "ticket.html", status, ticket=ticket, error=error, done=done, field_names=FIELD_NAMES,
         reply=reply, mail_on=mail_on, reply_text=reply_text, cannot=cannot,
         supervisor=me is not None and me.role in ("supervisor", "admin"),  # sees the events' raw data
-        cards=cards, **ticket_page_context(ticket),
+        cards=cards, incident=incident, **ticket_page_context(ticket),
         queue_url="/desk/?" + _queue_query(request), next_number=await _next_ticket(request, number, operator),
         prev=request.query_params.get("prev") if (request.query_params.get("prev") or "")[:40].replace("-", "").isalnum() else None,
     )
