@@ -100,6 +100,8 @@ class ChannelContext:
     outbox: OutboxPort | None = None  # the durable outbox of outgoing mail (the email channel drains it)
     search: Any = None  # ticketing.search.Search: tickets by words, reporter, asset, organisation, group, dates (web)
     rejections: Any = None  # ticketing.rejections.Rejections: the rejected-contact review (web)
+    incidents: Any = None  # ticketing.ports.IncidentsPort: linked incidents, merges (web)
+    readmit: Any = None  # ticketing.ports.ReadmitPort: a rejected contact into a ticket through the intake (web)
 
 
 class SchemaNotReady(RuntimeError):
@@ -193,6 +195,8 @@ def channel_context(core: Core, settings: Any) -> ChannelContext:
         outbox=core.outbox,
         search=_search(core),
         rejections=_rejections(core),
+        incidents=_incidents(core),
+        readmit=_readmit(core),
     )
 
 
@@ -206,3 +210,18 @@ def _rejections(core: Core):
     from ticketing.rejections import Rejections
 
     return Rejections(core.sessions, core.config.ticketing.number_prefix)
+
+
+def _incidents(core: Core):
+    from ticketing.incidents import Incidents
+
+    return Incidents(core.desk, core.config.ticketing.incident_window_minutes)
+
+
+def _readmit(core: Core):
+    """Rejections readmitted through the normal intake; the email channel reads its stored mail again."""
+    from channels.email.readmit import MailReader
+    from ticketing.readmit import Readmissions
+
+    intake = core.metrics.wrap_intake(core.intake) if core.metrics is not None else core.intake
+    return Readmissions(core.sessions, intake, core.blobs, {"email": MailReader(core.blobs)}, core.config.ticketing.number_prefix)

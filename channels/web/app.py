@@ -119,6 +119,9 @@ def create_app(ctx, desk: Desk) -> FastAPI:
 
     outbox.install(app)  # /desk/outbox and the waiting count in the desk's header
     app.include_router(knowledge.router)  # /api/v1/search, /desk/search, rejections (issue 13)
+    from . import incidents
+
+    app.include_router(incidents.router)  # linked incidents, merges, readmitting a rejection (issue 13 §4, §6)
     from . import reports
 
     app.include_router(reports.router)  # /api/v1/reports, its CSV tables, /desk/reports (issue 13 §5)
