@@ -102,6 +102,7 @@ class ChannelContext:
     rejections: Any = None  # ticketing.rejections.Rejections: the rejected-contact review (web)
     incidents: Any = None  # ticketing.ports.IncidentsPort: linked incidents, merges (web)
     readmit: Any = None  # ticketing.ports.ReadmitPort: a rejected contact into a ticket through the intake (web)
+    articles: Any = None  # ticketing.articles.Articles: the knowledge base as the desk writes it (web)
 
 
 class SchemaNotReady(RuntimeError):
@@ -197,6 +198,7 @@ def channel_context(core: Core, settings: Any) -> ChannelContext:
         rejections=_rejections(core),
         incidents=_incidents(core),
         readmit=_readmit(core),
+        articles=_articles(core),
     )
 
 
@@ -204,6 +206,12 @@ def _search(core: Core):
     from ticketing.search import Search
 
     return Search(core.sessions, core.config.ticketing.number_prefix)
+
+
+def _articles(core: Core):
+    from ticketing.articles import Articles
+
+    return Articles(core.sessions, core.config.ticketing.number_prefix)
 
 
 def _rejections(core: Core):

@@ -122,6 +122,9 @@ def create_app(ctx, desk: Desk) -> FastAPI:
     from . import incidents
 
     app.include_router(incidents.router)  # linked incidents, merges, readmitting a rejection (issue 13 §4, §6)
+    from . import articles
+
+    app.include_router(articles.router)  # /api/v1/articles, /desk/articles (issue 13 §1)
     from . import reports
 
     app.include_router(reports.router)  # /api/v1/reports, its CSV tables, /desk/reports (issue 13 §5)
