@@ -294,10 +294,16 @@ def tickets_show(state: State, number: str, as_json: bool) -> None:
             .options(selectinload(Ticket.fields), selectinload(Ticket.events), selectinload(Ticket.messages).selectinload(Message.attachments))
         ).one()
         data = _ticket_detail(core, t)
+        from ticketing.links import survivor
+
+        now = survivor(s, t)  # a merged ticket says where its messages went (issue 13 §4)
+        data["merged_into"] = core.desk.number(now) if now is not t else None
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False, indent=1))
         return
     click.echo(f"{data['number']}  {data['status']}  level {'I' * data['level']}  urgency {data['urgency']}  P{data['priority']}  via {data['channel']}")
+    if data["merged_into"]:
+        click.echo(f"  merged into {data['merged_into']}: its status answers for this number")
     for name, f in data["fields"].items():
         flag = "  <- check" if f["check"] else ""
         click.echo(f"  {name:<15} {str(f['value'] or '')[:70]:<70} {f['confidence']:.2f} {f['source'] or '-'}{flag}")

@@ -271,3 +271,27 @@ def test_the_desk_shows_the_incident_proposes_the_link_and_readmits_in_every_lan
         assert number in visible_text(c.get(f"/desk/rejections?lang={lang}").text)
     with core.sessions() as s:
         assert s.scalar(select(func.count()).select_from(Message).where(Message.external_id.like(f"<readmit-{lang}%"))) == 1
+
+
+def test_tickets_show_of_a_merged_number_says_where_it_went(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from gateway.app import build_core, seed_directory
+    from gateway.cli import main
+    from tests.conftest import make_config
+
+    url = f"sqlite:///{tmp_path / 'helpdesk.sqlite3'}"
+    core = build_core(make_config(tmp_path, url))
+    seed_directory(core)
+    keep, dup = (report(core, f"s{i}", PEOPLE[i]).ticket_number for i in range(2))
+    Incidents(core.desk).merge(dup, keep, "admin")
+    core.close()
+    env = {"HELPDESK_GATEWAY__STORAGE__URL": url, "HELPDESK_GATEWAY__STORAGE__DATA_DIR": str(tmp_path / "data")}
+    shown = CliRunner().invoke(main, ["tickets", "show", dup], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert f"merged into {keep}" in shown.output
+    data = json.loads(CliRunner().invoke(main, ["tickets", "show", dup, "--json"], env=env).output)
+    assert data["merged_into"] == keep and data["status"] == "closed"
+    assert json.loads(CliRunner().invoke(main, ["tickets", "show", keep, "--json"], env=env).output)["merged_into"] is None
