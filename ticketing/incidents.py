@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, object_session, selectinload
+from sqlalchemy.orm import Session, aliased, object_session, selectinload
 
 from .actions import NotAllowed, may_act
 from .lifecycle import OPEN_STATUSES, LifecycleError
@@ -130,28 +130,23 @@ class Incidents:
         if t.asset_id is None or t.status not in OPEN_STATUSES:
             return ()
         low, high = t.created_at - self.window, t.created_at + self.window
-        candidates = s.scalars(
-            select(Ticket).where(Ticket.asset_id == t.asset_id, Ticket.status.in_(OPEN_STATUSES), Ticket.id != t.id)
-            .order_by(Ticket.id.desc()).limit(200).options(selectinload(Ticket.fields))
+        # The open tickets of the asset (ix_tickets_asset) that have children (ix_ticket_links_target): only the
+        # parents are loaded, with their children's count and newest creation.
+        same_asset = select(Ticket.id).where(Ticket.asset_id == t.asset_id, Ticket.status.in_(OPEN_STATUSES), Ticket.id != t.id)
+        child = aliased(Ticket)
+        parents = (
+            select(TicketLink.target_id.label("pid"), func.count().label("n"), func.max(child.created_at).label("latest"))
+            .join(child, child.id == TicketLink.ticket_id)
+            .where(TicketLink.kind == CHILD, TicketLink.target_id.in_(same_asset)).group_by(TicketLink.target_id).subquery()
+        )
+        rows = s.execute(
+            select(Ticket, parents.c.n, parents.c.latest).join(parents, parents.c.pid == Ticket.id)
+            .where(Ticket.created_at <= high).order_by(Ticket.id.desc()).limit(20).options(selectinload(Ticket.fields))
         ).all()
-        if not candidates:
-            return ()
-        ids = [c.id for c in candidates]
-        counts = dict(s.execute(
-            select(TicketLink.target_id, func.count()).where(TicketLink.target_id.in_(ids), TicketLink.kind == CHILD).group_by(TicketLink.target_id)
-        ).all())
-        recent = dict(s.execute(
-            select(TicketLink.target_id, func.max(Ticket.created_at)).join(Ticket, Ticket.id == TicketLink.ticket_id)
-            .where(TicketLink.target_id.in_(list(counts)), TicketLink.kind == CHILD).group_by(TicketLink.target_id)
-        ).all()) if counts else {}
-        out = []
-        for c in candidates:
-            if c.id not in counts:
-                continue
-            latest = max(c.created_at, recent.get(c.id) or c.created_at)
-            if c.created_at <= high and latest >= low:
-                out.append(Proposal(self._number(c), c.value("asset"), c.value("anomaly"), counts[c.id]))
-        return tuple(out)
+        return tuple(
+            Proposal(self._number(p), p.value("asset"), p.value("anomaly"), n)
+            for p, n, latest in rows if max(p.created_at, latest or p.created_at) >= low
+        )
 
     # -- actions ------------------------------------------------------------------------------------------------
     def _check(self, s: Session, actor: str, *tickets: Ticket) -> None:
