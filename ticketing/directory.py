@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from rapidfuzz import fuzz, process
 
 from .contact import normalise_phone
+from .people import MATCH, People, PersonMatch
 from .text import fold
-from .vocabulary import KINDS, canonical, spoken_numbers
+from .vocabulary import KINDS, Vocabulary, canonical, spoken_numbers
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +124,7 @@ class Directory:
                 n = normalise_phone(p)
                 if n:
                     self._by_phone.setdefault(n, u)
-        self._names = [fold(u.name) for u in self.users]
+        self.people = People(self.users)
         # Identifiers (tag, hostname, serial) and aliases, as one regex each, longest first so that the most
         # specific phrase wins ("stampante tributi" before "stampante").
         idents: dict[str, DirAsset] = {}
@@ -150,6 +151,9 @@ class Directory:
             self._stemmed.setdefault(stems(key), a)
         self._stem_re = self._alternation({re.escape(k): k for k in self._stemmed})
         self._ident_lookup = {re.sub(r"[-_\s]", "", k): v for k, v in idents.items()}
+        self.vocabulary = Vocabulary(
+            w for a in self.assets for text in (a.name, *a.aliases, a.location or "") for w in _TOKEN.findall(fold(text))
+        )
 
     @staticmethod
     def _alternation(patterns: dict[str, str]) -> re.Pattern | None:
@@ -166,22 +170,18 @@ class Directory:
         n = normalise_phone(phone)
         return self._by_phone.get(n) if n else None
 
-    def user_by_name(self, name: str, cutoff: float = 86, *, department: str | None = None) -> tuple[DirUser, float] | None:
-        """The directory entry whose name best matches `name` (word order ignored), with a 0–1 score. Between
-        entries that match about as well (two Marco Rossi), the one whose department fits `department` wins."""
-        if not self._names or not name.strip():
+    def user_by_name(self, name: str, cutoff: float = MATCH * 100, *, department: str | None = None) -> tuple[DirUser, float] | None:
+        """The directory entry `name` names (misspelt, run together, word order aside: `people.People`), with a
+        0–1 score, lowered by a quarter when another entry fits the same words as well (two Marco Rossi) and
+        the department does not pick one."""
+        hit = self.match_person(name, department=department, least=cutoff / 100)
+        if hit is None:
             return None
-        hits = process.extract(fold(name), self._names, scorer=fuzz.token_sort_ratio, score_cutoff=cutoff, limit=5)
-        if not hits:
-            return None
-        best = hits[0]
-        if department and len(hits) > 1:
-            near = [h for h in hits if h[1] >= best[1] - 5]
-            hint = fold(department)
-            fits = [h for h in near if self.users[h[2]].department and fuzz.partial_ratio(hint, fold(self.users[h[2]].department)) >= 80]
-            if fits:
-                best = fits[0]
-        return self.users[best[2]], best[1] / 100
+        return hit.user, round(hit.score * (0.75 if hit.torn else 1.0), 3)
+
+    def match_person(self, text: str, *, department: str | None = None, least: float = MATCH) -> PersonMatch | None:
+        """The directory user a phrase names ("buongiorno sono mario losti della ragioneria"), see `people`."""
+        return self.people.match(text, department=department, least=least)
 
     def _index_places(self) -> None:
         """What describes each asset besides its names: the kind of thing it is (the first word of its name
@@ -223,7 +223,10 @@ class Directory:
            overrides an alias that only names the kind ("stampante") when the place points elsewhere;
         4. its kind and the number of its identifier ("computer number 0142");
         5. a numbered place only one asset has, no kind said ("allo sportello 3"), as a guess;
-        6. the stems of a name or alias (inflections), then a near miss of one (typos, speech-to-text spellings).
+        then, when nothing matched and `fuzzy`: the same again on the words put back to the inventory's own
+        (`Vocabulary.correct`: "stampande" → "stampante", "multi funzione" → "multifunzione"), less sure; the
+        kind named when only one asset is of that kind ("the copier"); the stems of a name or alias
+        (inflections), then a near miss of one (typos, speech-to-text spellings).
         Several different assets lower the confidence. A pure function of the text and the snapshot."""
         folded = fold(text)
         if self._ident_re is not None:
@@ -233,6 +236,28 @@ class Directory:
                 if asset is not None:
                     return AssetMatch(asset, 0.98, "identifier", m.group(0))
         words = content_words(canonical(spoken_numbers(folded)))
+        if (hit := self._by_words(words)) is not None:
+            return hit
+        if not fuzzy:
+            return None
+        # Nothing said right: the words as a recogniser may have misheard them, put back to the inventory's
+        # own words ("stampande del terso piano", "multi funzione"), and the same evidence again, less sure.
+        heard = self.vocabulary.correct(folded)
+        if heard != folded:
+            fixed = content_words(canonical(spoken_numbers(heard)))
+            if (hit := self._by_words(fixed)) is not None:
+                return AssetMatch(hit.asset, round(hit.confidence * 0.9, 3), hit.how, hit.matched)
+            words = fixed
+        if (hit := self._by_unique_kind(words)) is not None:
+            return hit
+        if self._stem_re is not None and (hit := self._by_alias(self._stem_re, self._stemmed, stems(words), 0.7, 0.5, "stem")):
+            return hit
+        if self._alias_list:
+            return self._fuzzy(words)
+        return None
+
+    def _by_words(self, words: str) -> AssetMatch | None:
+        """Steps 1–5 of `match_asset` on the words (folded, numbers as digits, synonyms as their class)."""
         if self._ident_re is not None and (m := self._ident_re.search(words)):
             asset = self._ident_lookup.get(re.sub(r"[-_\s]", "", m.group(0)))
             if asset is not None:
@@ -249,13 +274,18 @@ class Directory:
             return place_hit
         if (hit := self._by_number(words)) is not None:
             return hit
-        if (hit := self._by_unique_place(words)) is not None:
-            return hit
-        if self._stem_re is not None and (hit := self._by_alias(self._stem_re, self._stemmed, stems(words), 0.7, 0.5, "stem")):
-            return hit
-        if fuzzy and self._alias_list:
-            return self._fuzzy(words)
-        return None
+        return self._by_unique_place(words)
+
+    def _by_unique_kind(self, words: str) -> AssetMatch | None:
+        """One kind of thing named ("the copier", "la photocopieuse") that only one asset is: a guess."""
+        named = {t for t in words.split() if t in KINDS}
+        if len(named) != 1:
+            return None
+        (kind,) = named
+        have = self._of_kind.get(kind, [])
+        if len(have) != 1:
+            return None
+        return AssetMatch(self.assets[have[0]], 0.7, "kind", kind)
 
     @staticmethod
     def _by_alias(pattern: re.Pattern, keys: dict[str, DirAsset], words: str, sure: float, torn: float, how: str) -> AssetMatch | None:

@@ -24,6 +24,7 @@ from rapidfuzz import fuzz
 
 from .contact import Answer, Channel, Contact
 from .directory import DirAsset, Directory, DirUser
+from .people import name_words
 from .text import CleanText, clean, fold, guess_language, strip_subject_prefixes
 
 FIELD_NAMES = ("reporter_name", "reporter_email", "reporter_phone", "asset", "anomaly", "urgency")
@@ -231,16 +232,19 @@ def identify_reporter(x: Extraction) -> None:
     elif (user := d.user_by_phone(c.sender.phone)) is not None:
         _found(x, user, 0.9 if c.channel == "voice" else 0.95)
 
-    # (name, confidence when not in the directory, source, may override a phone match)
-    candidates: list[tuple[str, float, str, bool]] = []
+    # (name, confidence when not in the directory, source, may override a phone match, what the directory
+    # is searched in: the whole answer for a spoken one, so a misheard phrase around the name costs nothing)
+    candidates: list[tuple[str | None, float, str, bool, str]] = []
     department = None
     if (answer := c.answers.get("name")) is not None:
-        said = spoken_name(answer.value, d) if answer.source != "caller" else SpokenName(answer.value.strip(), None)
-        if said is not None:
-            department = said.department
-            candidates.append((said.name, answer.confidence * 0.9, answer.source, True))
+        if answer.source == "caller":
+            candidates.append((answer.value.strip(), answer.confidence * 0.9, answer.source, True, answer.value))
+        else:
+            said = spoken_name(answer.value, d)
+            department = said.department if said else None
+            candidates.append((said.name if said else None, answer.confidence * 0.9, answer.source, True, answer.value))
     if c.sender.name and _plausible_name(display := _TITLE.sub("", c.sender.name.strip().strip('"'))):
-        candidates.append((display, 0.8, "header", False))
+        candidates.append((display, 0.8, "header", False, display))
     text = x.cleaned.body if x.cleaned else c.text
     if m := _STRONG_PHRASE.search(text):
         words = []
@@ -251,18 +255,23 @@ def identify_reporter(x: Extraction) -> None:
             words.append(w)
         if words:
             cap = _CAP_NAME_RE.match(" ".join(words))
-            candidates.append((cap.group(1) if cap else " ".join(w.capitalize() for w in words), 0.7 if cap else 0.5, "body", True))
+            name = cap.group(1) if cap else " ".join(w.capitalize() for w in words)
+            candidates.append((name, 0.7 if cap else 0.5, "body", True, name))
     elif m := _WEAK_PHRASE.search(text):
-        candidates.append((m.group(1), 0.6, "body", True))
+        candidates.append((m.group(1), 0.6, "body", True, m.group(1)))
     elif (m := _LOWER_PHRASE.search(text)) and (hit := _directory_prefix(d, m.group(1))):
-        candidates.append((hit, 0.0, "body", True))
+        candidates.append((hit, 0.0, "body", True, hit))
     for line in (x.cleaned.signature if x.cleaned else ())[:3]:
         if (m := _SIG_NAME.match(_TITLE.sub("", line))) and _plausible_name(m.group(1)):
-            candidates.append((m.group(1), 0.6, "signature", False))
+            candidates.append((m.group(1), 0.6, "signature", False, m.group(1)))
             break
 
-    for name, confidence, source, stated in candidates:
-        hit = d.user_by_name(name, department=department)
+    for name, confidence, source, stated, searched in candidates:
+        hit = d.user_by_name(searched, department=department)
+        if hit and searched is not name and name and _stated_before(name, searched, d):
+            # The name stated ("sono Sara Johnson") comes before the directory name found, which is someone
+            # else the caller speaks of, or a recogniser writing its hints: the stated name is the caller's.
+            hit = d.user_by_name(name, department=department)
         if hit and source == "caller":  # read back to the caller and confirmed: certain
             _found(x, hit[0], 1.0)
             x.fields["reporter_name"] = Field(hit[0].name, 1.0, "caller")
@@ -275,7 +284,7 @@ def identify_reporter(x: Extraction) -> None:
                 # Someone who says who they are, calling from a colleague's phone: the person beats the phone.
                 x.fields["reporter_name"] = Field(hit[0].name, round(0.85 * hit[1], 3), "directory")
                 x.user = hit[0]
-        elif confidence > 0:
+        elif confidence > 0 and name:
             x.set("reporter_name", name, confidence, source)
 
     if not x.fields["reporter_email"].value and (m := _EMAIL_RE.search(text)):
@@ -291,12 +300,25 @@ def identify_reporter(x: Extraction) -> None:
                 x.set("reporter_phone", m.group(0).strip(), 0.6, "body")
 
 
+def _stated_before(name: str, text: str, d: Directory) -> bool:
+    """Whether `name`'s words are in `text` and end before the words of the directory user `text` names."""
+    hit = d.match_person(text)
+    stated, words = name_words(name), name_words(text)
+    for i in range(len(words) - len(stated) + 1):
+        if words[i : i + len(stated)] == stated:
+            return hit is not None and i + len(stated) <= hit.start
+    return False
+
+
 def _directory_prefix(d: Directory, words: str) -> str | None:
-    """The longest run of the first words (3, then 2) that is a name in the directory."""
+    """The longest run of the first words (3, then 2) that is, all of it, a name in the directory."""
     parts = words.split()
     for n in (3, 2):
-        if len(parts) >= n and d.user_by_name(" ".join(parts[:n]), cutoff=90):
-            return " ".join(parts[:n])
+        if len(parts) >= n:
+            prefix = " ".join(parts[:n])
+            hit = d.match_person(prefix, least=0.9)
+            if hit is not None and hit.matched == " ".join(name_words(prefix)):
+                return prefix
     return None
 
 

@@ -17,6 +17,32 @@ def fold(text: str) -> str:
     return _COMBINING.sub("", unicodedata.normalize("NFKD", text)).lower()
 
 
+# -- how a word sounds, coarsely: names and words heard through speech-to-text --------------------------------
+# Spellings of one sound in Italian, French and English first (chi/che → k, ci/ce → s, gi/ge → j, gn, gli, qu,
+# ph, th, sh, eau/au/ou), then sounds a telephone line and a recogniser confuse fall into one class: voiced and
+# voiceless stops (p/b, t/d, k/g), f/v, s/z (and the affricates written c, cc, z, tz), the liquids l/r, the
+# nasals m/n, and the vowels in three classes (a; e/i/y; o/u). Doubles are one. So "Rossi" heard as "Losti"
+# keys "lose" / "loste", "Ricci" and "rizci" both "lese", "Giulia" and "Julia" both "jolea".
+_SOUND_SPELLINGS = tuple((re.compile(p), r) for p, r in (
+    (r"[^a-z]", ""),
+    (r"(.)\1+", r"\1"),  # doubles first: "cc", "ss", "ll"
+    (r"sch", "sk"), (r"sc(?=[eiy])", "s"), (r"gli", "li"), (r"gn", "n"), (r"ch(?=[eiy]|[^aeiouy]|$)", "k"), (r"ch", "s"),
+    (r"ci(?=[aou])", "s"), (r"gi(?=[aou])", "j"), (r"ge(?=[aou])", "j"), (r"c(?=[eiy])", "s"), (r"g(?=[eiy])", "j"), (r"gh", "g"), (r"qu?", "k"), (r"ck", "k"),
+    (r"ph", "f"), (r"th", "t"), (r"sh", "s"), (r"tz", "s"), (r"x", "ks"), (r"eau|au", "o"), (r"ou", "u"), (r"[ae]i(?=[^aeiouy]|$)", "e"),
+    (r"h", ""), (r"w", "v"), (r"y", "i"),
+))
+_SOUND_CLASSES = str.maketrans("bdgcqkvzrnieu", "ptkkkkfslmeeo")
+
+
+def sound_key(word: str) -> str:
+    """A coarse key of how a folded word sounds (see above): equal or near for spellings a recogniser mixes up.
+    `sound_key("rossi") == "lose"`, `sound_key("losti") == "loste"`, `sound_key("giorgio") == "joljo"`."""
+    w = word
+    for pattern, repl in _SOUND_SPELLINGS:
+        w = pattern.sub(repl, w)
+    return re.sub(r"(.)\1+", r"\1", w.translate(_SOUND_CLASSES))
+
+
 _IT_WORDS = frozenset(
     "il lo la gli le di del della che non per con una uno sono ho mi ci si è e da al alla nel nella "
     "buongiorno grazie saluti cordiali funziona riesco posso ufficio stampante vorrei".split()

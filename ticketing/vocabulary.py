@@ -262,3 +262,66 @@ def canonical(text: str) -> str:
     if _PHRASE_RE is not None:
         text = _PHRASE_RE.sub(lambda m: _CANON[m.group(0)], text)
     return " ".join(_CANON.get(w, w) for w in text.split())
+
+
+# -- words as a recogniser may have misheard them ---------------------------------------------------------------
+CORRECT_AT = 85  # the least similarity (0–100) at which a heard word is taken for a vocabulary word
+
+
+class Vocabulary:
+    """The words an inventory is described with (names, aliases, places; given per snapshot), with every word of
+    the synonym classes, the kinds and the number words: what a misheard word is put back to.
+
+    `correct(folded)` replaces each unknown word of four letters or more by the vocabulary word it is nearest,
+    when they are near enough (`CORRECT_AT`: the letters' similarity, raised half-way towards how alike they
+    sound, `text.sound_key`), and joins two words whose run-together form is a vocabulary word ("multi funzione"
+    → "multifunzione"). "la stampande del terso piano" → "la stampante del terzo piano". Corrections are
+    remembered per word (a snapshot's vocabulary does not change)."""
+
+    def __init__(self, words):
+        from .text import sound_key
+
+        known = {w for w in words if w.isalpha() and len(w) >= 3}
+        for line in SYNONYMS:
+            known.update(w for member in line.split("|") for w in re.findall(r"[a-z]+", member) if len(w) >= 3)
+        known.update(w for w in (*_UNIT_WORDS, *_TENS_WORDS, *_HUNDRED_WORDS, *_ORDINAL_WORDS, *KINDS) if w.isalpha() and len(w) >= 3)
+        self._known = frozenset(known)
+        self._words = sorted(known)
+        self._sound_key = sound_key
+        self._memo: dict[str, str] = {}
+
+    def __contains__(self, word: str) -> bool:
+        return word in self._known
+
+    def word(self, heard: str) -> str:
+        """The vocabulary word `heard` stands for (itself when known, short, or near none)."""
+        if heard in self._known or len(heard) < 4 or not heard.isalpha():
+            return heard
+        if (done := self._memo.get(heard)) is not None:
+            return done
+        from rapidfuzz import fuzz, process
+
+        best, best_score = heard, 0.0
+        key = self._sound_key(heard)
+        for candidate, letters, _ in process.extract(heard, self._words, scorer=fuzz.ratio, limit=5, score_cutoff=65):
+            score = max(letters, (letters + fuzz.ratio(key, self._sound_key(candidate))) / 2)
+            if score > best_score:
+                best, best_score = candidate, score
+        out = best if best_score >= CORRECT_AT else heard
+        if len(self._memo) < 50_000:
+            self._memo[heard] = out
+        return out
+
+    def correct(self, folded: str) -> str:
+        words = re.findall(r"\w+", folded)
+        out: list[str] = []
+        i = 0
+        while i < len(words):
+            w = words[i]
+            if i + 1 < len(words) and (joined := w + words[i + 1]) in self._known and not (w in self._known and words[i + 1] in self._known):
+                out.append(joined)
+                i += 2
+                continue
+            out.append(self.word(w))
+            i += 1
+        return " ".join(out)
