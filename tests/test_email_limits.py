@@ -156,6 +156,36 @@ def test_dot_stuffing_is_undone(start, sqlite_core):
         assert ".leading dot" in session.scalar(select(Message.text))
 
 
+def test_a_large_mail_is_stored_exactly_as_written_dots_and_line_ends_included(start, sqlite_core):
+    """DATA is read in large pieces: dot-stuffed lines anywhere (across the pieces' edges too), a lone dot inside
+    a line, bare LF and CRLF mixed, all come back as the sender wrote them, in CRLF."""
+    import random
+
+    rnd = random.Random(5)
+    lines = [b"From: Giulia Bianchi <giulia.bianchi@regione.example.it>", b"Subject: dots everywhere",
+             b"Message-ID: <exact@test>", b""]
+    for n in range(6000):
+        kind = rnd.random()
+        line = b"x" * rnd.randrange(0, 120)
+        if kind < 0.15:
+            line = b"." + line  # stuffed on the wire
+        elif kind < 0.2:
+            line = b".."
+        elif kind < 0.25:
+            line = b"a . b .\r c"
+        lines.append(line)
+    wanted = b"".join(line + b"\r\n" for line in lines)
+    wire = b"".join((b"." + line if line.startswith(b".") else line) + (b"\n" if i % 3 == 0 else b"\r\n") for i, line in enumerate(lines))
+    assert len(wire) > 256 * 1024
+    port = start()
+    s, answer = transaction(port, wire)
+    assert answer.startswith(b"250 2.0.0 OK"), answer
+    s.close()
+    with sqlite_core.sessions() as session:
+        sha = session.scalar(select(Message.raw_sha256))
+    assert sqlite_core.blobs.get(sha) == wanted
+
+
 def test_a_mail_nested_a_thousand_mime_levels_deep_makes_a_ticket(start, sqlite_core):
     port = start()
     n = 1000
