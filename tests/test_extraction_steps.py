@@ -365,7 +365,7 @@ def test_an_inflected_or_misspelt_word_meets_its_alias_only_when_nothing_matches
         DirAsset(2, "PRN-1", "Stampante", "hardware", (), None, None, "low", "Sede"),
     ])
     hit = d.match_asset("le cartografie non si aprono")
-    assert (hit.asset.tag, hit.how) == ("CART-1", "stem") and hit.confidence < 0.9
+    assert hit.asset.tag == "CART-1" and hit.how in ("heard", "stem") and hit.confidence < 0.9
     assert d.match_asset("la stampante non va").how == "alias"  # whole words first
 
 

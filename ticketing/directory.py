@@ -45,7 +45,7 @@ class DirAsset:
 class AssetMatch:
     asset: DirAsset
     confidence: float
-    how: str  # "identifier" | "alias" | "place" | "number" | "stem" | "fuzzy"
+    how: str  # "identifier" | "alias" | "place" | "number" | "heard" (words put back) | "kind" | "stem" | "fuzzy"
     matched: str
 
 
@@ -246,7 +246,7 @@ class Directory:
         if heard != folded:
             fixed = content_words(canonical(spoken_numbers(heard)))
             if (hit := self._by_words(fixed)) is not None:
-                return AssetMatch(hit.asset, round(hit.confidence * 0.9, 3), hit.how, hit.matched)
+                return AssetMatch(hit.asset, round(hit.confidence * 0.9, 3), "heard", hit.matched)
             words = fixed
         if (hit := self._by_unique_kind(words)) is not None:
             return hit
