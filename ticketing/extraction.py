@@ -178,6 +178,9 @@ def spoken_name(text: str, directory: Directory | None = None) -> SpokenName | N
         if m and m.start() > 0:
             department, said = m.group(1), said[: m.start()]
         said = _SPOKEN_END.sub("", said)
+        if m := re.match(r"^([^,.;]+?)\s*[,.;]", said):  # "sarah johnson, ivana asked me to call": the name ends there
+            if len(m.group(1).split()) >= 2:
+                said = m.group(1)
         words = [w for w in re.split(r"[\s,]+", said) if w]
         cut = []
         for w in words:
