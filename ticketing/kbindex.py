@@ -6,7 +6,7 @@ analysis is ours and the same everywhere: words are lower-cased, stop words drop
 Snowball stemmer of the document's language (`snowballstemmer`: Italian, French, English) and folded to ASCII.
 The postings live in the database (`kb_terms`: term, document, count; `kb_docs`: one row per document with
 its length, language and assets), so every gateway sharing a database reads the same index, and a query
-reads only the postings of its own terms (an index on `(kind, term)`), then ranks those candidates with BM25
+reads only the postings of its own terms (an index on `(kind, term, ref, tf)`), then ranks those candidates with BM25
 in Python, boosted when a document applies to the ticket's asset or to its kind.
 """
 
@@ -71,7 +71,8 @@ class KbTerm(Base):
     tf: Mapped[int] = mapped_column(Integer, default=1)
 
     __table_args__ = (
-        Index("ix_kb_terms_term", "kind", "term"),
+        # A term's postings in document order, with their counts: read off the index alone (0011).
+        Index("ix_kb_terms_postings", "kind", "term", "ref", "tf"),
         Index("ix_kb_terms_doc", "kind", "ref"),
     )
 

@@ -131,8 +131,11 @@ class Ticket(Base):
     __table_args__ = (
         Index("ix_tickets_queue", "status", "level", "priority", "created_at"),
         Index("ix_tickets_channel", "channel"),
-        Index("ix_tickets_asset", "asset_id"),
+        Index("ix_tickets_asset", "asset_id", "id"),  # a search by asset walks its tickets newest first (0011)
         Index("ix_tickets_sla_next_check", "sla_next_check"),
+        Index("ix_tickets_organisation_id", "organisation_id", "id"),  # search by organisation, newest first (0011)
+        Index("ix_tickets_group_id", "group_id", "id"),  # search by group, newest first (0011)
+        Index("ix_tickets_created", "created_at"),  # date ranges of search and reports (0011)
         {"sqlite_autoincrement": True},  # ticket numbers come from the id: never reuse one
     )
 
@@ -200,6 +203,7 @@ class Message(Base):
         UniqueConstraint("channel", "external_id", name="uq_messages_channel_external_id"),
         Index("ix_messages_rfc_message_id", "rfc_message_id"),
         Index("ix_messages_ticket", "ticket_id"),
+        Index("ix_messages_received", "received_at", "direction", "channel"),  # contacts per day, off the index (0011)
     )
 
 
@@ -235,7 +239,10 @@ class Event(Base):
 
     ticket: Mapped[Ticket] = relationship(back_populates="events")
 
-    __table_args__ = (Index("ix_events_ticket", "ticket_id"),)
+    __table_args__ = (
+        Index("ix_events_ticket", "ticket_id"),
+        Index("ix_events_kind", "kind", "ticket_id", "at"),  # each ticket's last resolution, for reports (0011)
+    )
 
 
 class Rejection(Base):

@@ -1,8 +1,10 @@
 """The desk's reports (issue 13 §5): what the service level was over a date range, for the client bodies.
 
 `Reports(sessions, low_confidence, clock).build(since, until)` reads the existing tables and returns a `Report`:
-plain rows per table, the same on SQLite and PostgreSQL because every grouping by day and every percentile is
-done here in Python over narrow column reads (the SQL for dates and percentiles differs between the two).
+plain rows per table, the same on SQLite and PostgreSQL. Counting is done by the database (GROUP BY, SLA shares as
+sums of CASE, the day of an instant and a duration in seconds with one expression per dialect: `_day`,
+`_seconds`), over indexes of migration 0011 (`tickets.created_at`, `messages (received_at, direction, channel)`,
+`events (kind, ticket_id, at)`); only the durations come back, one number a ticket, for the median and p90 here.
 
 The range is inclusive UTC days: tickets *created* and contacts *received* from `since` 00:00 to `until` 24:00.
 What each figure means:
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Callable
 
-from sqlalchemy import case, distinct, func, select
+from sqlalchemy import case, distinct, extract, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .groups import SupportGroup
@@ -86,8 +88,45 @@ def _pct(part: int, whole: int) -> float | None:
     return round(100.0 * part / whole, 1) if whole else None
 
 
-def _minutes(a: datetime, b: datetime) -> float:
-    return round((b - a).total_seconds() / 60.0, 1)
+def _minutes(seconds) -> float:
+    return round(float(seconds) / 60.0, 1)
+
+
+SLA_COUNTS = ("tickets", "respond_met", "respond_breached", "resolve_met", "resolve_breached")
+
+
+def _sla_sums(done, now: datetime) -> list:
+    """The SLA counts of a group of tickets as SQL sums, in the order of SLA_COUNTS. Respond: answered at the
+    level by `respond_by` (met) or after it, or not answered and past it (breached). Resolve: `done` (the last
+    resolution of a ticket no longer open) by `resolve_by` or after it, or not done and past it."""
+    t = Ticket
+
+    def count(cond):
+        return func.sum(case((cond, 1), else_=0))
+
+    return [
+        func.count(),
+        count(t.respond_by.is_not(None) & t.responded_at.is_not(None) & (t.responded_at <= t.respond_by)),
+        count(t.respond_by.is_not(None) & ((t.responded_at.is_not(None) & (t.responded_at > t.respond_by))
+                                           | (t.responded_at.is_(None) & (t.respond_by < now)))),
+        count(t.resolve_by.is_not(None) & done.is_not(None) & (done <= t.resolve_by)),
+        count(t.resolve_by.is_not(None) & ((done.is_not(None) & (done > t.resolve_by)) | (done.is_(None) & (t.resolve_by < now)))),
+    ]
+
+
+def _seconds(a, b, dialect: str):
+    """`b - a` in seconds, in SQL. SQLite keeps instants as text and counts julian days in milliseconds: rounded
+    to the millisecond, the float error of the day count goes."""
+    if dialect == "postgresql":
+        return extract("epoch", b - a)
+    return func.round((func.julianday(b) - func.julianday(a)) * 86400.0, 3)
+
+
+def _day(column, dialect: str):
+    """The UTC day (YYYY-MM-DD) of an instant, in SQL (SQLite stores UTC text, PostgreSQL timestamptz)."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.substr(column, 1, 10)
 
 
 @dataclass
@@ -117,19 +156,24 @@ class Reports:
             in_range = (Ticket.created_at >= start) & (Ticket.created_at < end)
             if org_id is not None:
                 in_range &= Ticket.organisation_id == org_id
-            tickets = s.execute(
-                select(Ticket.id, Ticket.organisation_id, Ticket.group_id, Ticket.level, Ticket.status, Ticket.created_at,
-                       Ticket.responded_at, Ticket.first_response_at, Ticket.respond_by, Ticket.resolve_by, Ticket.asset_id)
-                .where(in_range)
-            ).all()
-            resolved_at = dict(
-                s.execute(
-                    select(Event.ticket_id, func.max(Event.at)).join(Ticket, Ticket.id == Event.ticket_id)
-                    .where(in_range, Event.kind == "resolved").group_by(Event.ticket_id)
-                ).all()
-            )
-            contacts_q = (select(Message.channel, Message.received_at).where(Message.direction == "in",
-                          Message.received_at >= start, Message.received_at < end))
+            dialect = s.get_bind().dialect.name
+            # Each ticket's last resolution, for the tickets of the range (ix_events_kind: kind, ticket_id, at).
+            res = (select(Event.ticket_id, func.max(Event.at).label("done")).join(Ticket, Ticket.id == Event.ticket_id)
+                   .where(in_range, Event.kind == "resolved").group_by(Event.ticket_id).subquery())
+            done = case((Ticket.status.in_(OPEN_STATUSES), None), else_=res.c.done)
+            ranged = select().select_from(Ticket).outerjoin(res, res.c.ticket_id == Ticket.id).where(in_range)
+            # One pass over the range's tickets: counts and SLA sums per (organisation, level, group, asset),
+            # rolled up here into the tickets, SLA and asset tables (a few thousand rows at most).
+            keys = (Ticket.organisation_id, Ticket.level, Ticket.group_id, Ticket.asset_id)
+            cells = s.execute(ranged.add_columns(*keys, *_sla_sums(done, now)).group_by(*keys)).all()
+            first = s.scalars(select(_seconds(Ticket.created_at, Ticket.first_response_at, dialect))
+                              .where(in_range, Ticket.first_response_at.is_not(None))).all()
+            resolved = s.scalars(ranged.add_columns(_seconds(Ticket.created_at, res.c.done, dialect))
+                                 .where(res.c.done.is_not(None), Ticket.status.not_in(OPEN_STATUSES))).all()
+            # Contacts per day and channel, counted off ix_messages_received (received_at, direction, channel).
+            day = _day(Message.received_at, dialect)
+            contacts_q = (select(day, Message.channel, func.count()).where(Message.direction == "in",
+                          Message.received_at >= start, Message.received_at < end).group_by(day, Message.channel))
             if org_id is not None:
                 contacts_q = contacts_q.join(Ticket, Ticket.id == Message.ticket_id).where(Ticket.organisation_id == org_id)
             contacts = s.execute(contacts_q).all()
@@ -147,56 +191,44 @@ class Reports:
             buckets = [func.sum(case((Ticket.created_at > edges[0], 1), else_=0))]
             buckets += [func.sum(case(((Ticket.created_at <= hi) & (Ticket.created_at > lo), 1), else_=0)) for hi, lo in zip(edges, edges[1:])]
             buckets += [func.sum(case((Ticket.created_at <= edges[-1], 1), else_=0))]
+            # Read off ix_tickets_queue (status, level, priority, created_at) alone: on SQLite the bound is put in
+            # a coalesce(), or its planner takes ix_tickets_created for it and visits every ticket ever made.
+            made = Ticket.created_at if dialect == "postgresql" else func.coalesce(Ticket.created_at, Ticket.created_at)
             open_q = (select(Ticket.level, func.count(), func.min(Ticket.created_at), *buckets)
-                      .where(Ticket.status.in_(OPEN_STATUSES), Ticket.created_at < end).group_by(Ticket.level).order_by(Ticket.level))
+                      .where(Ticket.status.in_(OPEN_STATUSES), made < end).group_by(Ticket.level).order_by(Ticket.level))
             if org_id is not None:
                 open_q = open_q.where(Ticket.organisation_id == org_id)
             backlog = s.execute(open_q).all()
-            asset_counts = Counter(t.asset_id for t in tickets)
+            asset_counts: Counter = Counter()
+            for org, level, group, asset, n, *_ in cells:
+                asset_counts[asset] += n
             top = [a for a, _ in sorted(asset_counts.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or 0))[:TOP_ASSETS]]
             asset_names = {a.id: (a.tag, a.name) for a in s.execute(select(Asset.id, Asset.tag, Asset.name).where(Asset.id.in_([a for a in top if a is not None])))}
 
         report = Report(since, until, now)
-        report.tables["contacts"] = self._contacts(contacts)
-        report.tables["tickets"] = [
-            {"organisation": o, "group": g, "tickets": n}
-            for (o, g), n in sorted(Counter((orgs.get(t.organisation_id, NONE), groups.get(t.group_id, NONE)) for t in tickets).items(),
-                                    key=lambda kv: (-kv[1], kv[0]))
-        ]
-        report.tables["sla"] = self._sla(tickets, resolved_at, orgs, now)
+        report.tables["contacts"] = [{"day": d, "channel": c, "contacts": n} for d, c, n in sorted(tuple(r) for r in contacts)]
+        named: Counter = Counter()
+        for o, _, g, _, n, *_ in cells:
+            named[(orgs.get(o, NONE), groups.get(g, NONE))] += n
+        report.tables["tickets"] = [{"organisation": o, "group": g, "tickets": n} for (o, g), n in sorted(named.items(), key=lambda kv: (-kv[1], kv[0]))]
+        count = sum(named.values())
+        report.tables["sla"] = self._sla(cells, orgs)
         report.tables["backlog"] = self._backlog(backlog, now)
-        report.tables["times"] = self._times(tickets, resolved_at)
+        report.tables["times"] = self._times(first, resolved)
         report.tables["assets"] = [
             {"tag": asset_names.get(a, (NONE, NONE))[0], "name": asset_names.get(a, (NONE, NONE))[1], "tickets": asset_counts[a]} for a in top
         ]
-        report.tables["quality"] = [{"tickets": len(tickets), "prefilled": prefilled, "prefilled_pct": _pct(prefilled, len(tickets)),
+        report.tables["quality"] = [{"tickets": count, "prefilled": prefilled, "prefilled_pct": _pct(prefilled, count),
                                      "threshold": self.low_confidence}]
         return report
 
     @staticmethod
-    def _contacts(rows) -> list[dict]:
-        counts = Counter((r.received_at.astimezone(timezone.utc).date().isoformat(), r.channel) for r in rows)
-        return [{"day": d, "channel": c, "contacts": n} for (d, c), n in sorted(counts.items())]
-
-    @staticmethod
-    def _sla(tickets, resolved_at: dict, orgs: dict, now: datetime) -> list[dict]:
-        rows: dict[tuple[str, int], Counter] = defaultdict(Counter)
-        for t in tickets:
-            c = rows[(orgs.get(t.organisation_id, NONE), t.level)]
-            c["tickets"] += 1
-            if t.respond_by is not None:
-                if t.responded_at is not None:
-                    c["respond_met" if t.responded_at <= t.respond_by else "respond_breached"] += 1
-                elif now > t.respond_by:
-                    c["respond_breached"] += 1
-            if t.resolve_by is not None:
-                done = resolved_at.get(t.id) if t.status not in OPEN_STATUSES else None
-                if done is not None:
-                    c["resolve_met" if done <= t.resolve_by else "resolve_breached"] += 1
-                elif now > t.resolve_by:
-                    c["resolve_breached"] += 1
+    def _sla(rows, orgs: dict) -> list[dict]:
+        merged: dict[tuple[str, int], Counter] = defaultdict(Counter)
+        for org, level, _, _, *sums in rows:
+            merged[(orgs.get(org, NONE), level)].update(dict(zip(SLA_COUNTS, (int(n or 0) for n in sums))))
         out = []
-        for (org, level), c in sorted(rows.items()):
+        for (org, level), c in sorted(merged.items()):
             out.append({
                 "organisation": org, "level": level, "tickets": c["tickets"],
                 "respond_met": c["respond_met"], "respond_breached": c["respond_breached"],
@@ -221,10 +253,8 @@ class Reports:
         return out
 
     @staticmethod
-    def _times(tickets, resolved_at: dict) -> list[dict]:
-        first = [_minutes(t.created_at, t.first_response_at) for t in tickets if t.first_response_at is not None]
-        resolved = [_minutes(t.created_at, resolved_at[t.id]) for t in tickets if t.id in resolved_at and t.status not in OPEN_STATUSES]
+    def _times(first: list[float], resolved: list[float]) -> list[dict]:
         return [
             {"measure": name, "count": len(v), "median_minutes": median(v), "p90_minutes": percentile(v, 90)}
-            for name, v in (("first_response", first), ("resolution", resolved))
+            for name, v in (("first_response", [_minutes(x) for x in first]), ("resolution", [_minutes(x) for x in resolved]))
         ]

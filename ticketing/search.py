@@ -6,8 +6,11 @@ document per ticket, stemmed in the ticket's language), so "stampanti" finds "st
 matter; the reporter's names and addresses are postings too, prefixed `r:` and not stemmed. The suggestion
 worker keeps them current (`index_ticket` on every `created`, `field_changed` and `message_added` event).
 An organisation or group no one has, or a range that ends before it starts, finds nothing (not an error, as the
-queue's filters). Each word is one `IN (postings of its stems)` condition on the ticket id, the other criteria are the tickets'
-own indexed columns, and the order is the primary key's (newest first), so a page is read without sorting.
+queue's filters). Each word is one `IN (postings of its stems)` condition on the ticket id, read off the index
+`kb_terms (kind, term, ref)` without the table; the other criteria are the tickets' own indexed columns
+(`(organisation_id, id)`, `(group_id, id)`, `(asset_id, id)`, `created_at`: migration 0011). The order is the
+primary key's (newest first), so the database walks the matches in that order and stops at COUNT_CAP + 1: one
+read gives the total and the first pages.
 """
 
 from __future__ import annotations
@@ -84,38 +87,58 @@ class Search:
 
     def search(self, q: SearchQuery, page: int = 1, per_page: int = 50) -> SearchPage:
         page, per_page = max(1, page), max(1, min(200, per_page))
-        if q.since and q.until and q.since > q.until:
-            return SearchPage((), page, per_page, 0)  # a range that ends before it starts holds nothing
         with self.sessions() as s:
-            where = []
-            for word in RAW.findall((q.words or "").lower()):
-                stems = set(kbindex.analyse(word, None)) or {kbindex._fold(word)}
-                where.append(Ticket.id.in_(select(KbTerm.ref).where(KbTerm.kind == SEARCH, KbTerm.term.in_(stems))))
-            for term in _raw(q.reporter):
-                where.append(Ticket.id.in_(select(KbTerm.ref).where(KbTerm.kind == SEARCH, KbTerm.term == term)))
-            if q.asset.strip():
-                text = q.asset.strip().lower()
-                ids = list(s.scalars(select(Asset.id).where(or_(func.lower(Asset.tag) == text, func.lower(Asset.name).contains(text, autoescape=True)))))
-                where.append(Ticket.asset_id.in_(ids or [-1]))
-            if q.organisation.strip():
-                org = s.scalar(select(Organisation.id).where(func.lower(Organisation.name) == q.organisation.strip().lower()))
-                where.append(Ticket.organisation_id == (org if org is not None else -1))  # none by that name: nothing
-            if q.group.strip():
-                group = s.scalar(select(SupportGroup.id).where(func.lower(SupportGroup.name) == q.group.strip().lower()))
-                where.append(Ticket.group_id == (group if group is not None else -1))
-            if q.since:
-                where.append(Ticket.created_at >= datetime.combine(q.since, time.min, timezone.utc))
-            if q.until:
-                where.append(Ticket.created_at < datetime.combine(q.until + timedelta(days=1), time.min, timezone.utc))
-            # Counted up to COUNT_CAP: an exact count of 16,000 matches costs more than the page itself.
-            total = s.scalar(select(func.count()).select_from(select(Ticket.id).where(*where).limit(COUNT_CAP + 1).subquery()))
-            rows = s.scalars(
-                select(Ticket).where(*where).order_by(Ticket.id.desc()).offset((page - 1) * per_page).limit(per_page)
-                .options(selectinload(Ticket.fields))
-            ).all()
+            where = self._criteria(s, q)
+            if where is None:
+                return SearchPage((), page, per_page, 0)
+            # One read of at most COUNT_CAP + 1 ids, newest first, gives the total and (for the first pages) the
+            # page itself: the database stops once it has that many, and the count costs no second pass.
+            ids = select(Ticket.id).where(*where).order_by(Ticket.id.desc())
+            head = list(s.scalars(ids.limit(COUNT_CAP + 1)))
+            start = (page - 1) * per_page
+            if start + per_page <= len(head) or len(head) <= COUNT_CAP:
+                wanted = head[start:start + per_page]
+            else:  # a page past the counted head
+                wanted = list(s.scalars(ids.offset(start).limit(per_page)))
+            rows = {t.id: t for t in s.scalars(select(Ticket).where(Ticket.id.in_(wanted)).options(selectinload(Ticket.fields)))} if wanted else {}
             items = tuple(
                 SearchHit(format_number(self.prefix, t.created_at, t.id), t.created_at, t.status, t.channel,
                           t.value("reporter_name") or t.value("reporter_email") or t.value("reporter_phone"), t.value("asset"), t.value("anomaly"))
-                for t in rows
+                for t in (rows[i] for i in wanted if i in rows)
             )
-        return SearchPage(items, page, per_page, total)
+        return SearchPage(items, page, per_page, len(head))
+
+    @staticmethod
+    def _criteria(s: Session, q: SearchQuery) -> list | None:
+        """The query's conditions on `tickets`, or None when one of them can match nothing (an unknown
+        organisation, group or asset, a reversed range): answered without reading a ticket."""
+        if q.since and q.until and q.since > q.until:
+            return None  # a range that ends before it starts holds nothing
+        where = []
+        # Each word: its postings (any of its stems), read off the index (kind, term, ref) in ticket order.
+        for word in dict.fromkeys(RAW.findall((q.words or "").lower())):
+            stems = sorted(set(kbindex.analyse(word, None)) or {kbindex._fold(word)})
+            where.append(Ticket.id.in_(select(KbTerm.ref).where(KbTerm.kind == SEARCH, KbTerm.term.in_(stems))))
+        for term in dict.fromkeys(_raw(q.reporter)):
+            where.append(Ticket.id.in_(select(KbTerm.ref).where(KbTerm.kind == SEARCH, KbTerm.term == term)))
+        if q.asset.strip():
+            text = q.asset.strip().lower()
+            ids = list(s.scalars(select(Asset.id).where(or_(func.lower(Asset.tag) == text, func.lower(Asset.name).contains(text, autoescape=True)))))
+            if not ids:
+                return None
+            where.append(Ticket.asset_id == ids[0] if len(ids) == 1 else Ticket.asset_id.in_(ids))
+        if q.organisation.strip():
+            org = s.scalar(select(Organisation.id).where(func.lower(Organisation.name) == q.organisation.strip().lower()))
+            if org is None:
+                return None  # none by that name: nothing
+            where.append(Ticket.organisation_id == org)
+        if q.group.strip():
+            group = s.scalar(select(SupportGroup.id).where(func.lower(SupportGroup.name) == q.group.strip().lower()))
+            if group is None:
+                return None
+            where.append(Ticket.group_id == group)
+        if q.since:
+            where.append(Ticket.created_at >= datetime.combine(q.since, time.min, timezone.utc))
+        if q.until:
+            where.append(Ticket.created_at < datetime.combine(q.until + timedelta(days=1), time.min, timezone.utc))
+        return where

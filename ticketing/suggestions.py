@@ -1,6 +1,7 @@
 """Suggestions at intake: the 3 nearest published articles and the 3 nearest resolved tickets of each ticket.
 
-Intake never waits for them. A background pass (`SuggestionWorker`, started by `gateway/service.py`) reads the
+Intake never waits for them. A background pass (`SuggestionWorker`, started by `gateway/service.py`, woken by
+every commit of the process's sessions and polling for other processes' commits) reads the
 events table through a cursor of its own (`kb_cursor`), as the webhooks do: a `created`, `field_changed`
 (transcription results and operators' edits go through `Lifecycle.set_field`) or `message_added` event makes
 the ticket's suggestions be computed again; a `resolved` event puts the ticket and its report in the index
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, delete, insert, select
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, delete, event, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, selectinload, sessionmaker
 
 from . import kbindex, search
@@ -177,18 +178,32 @@ def run_once(sessions: sessionmaker[Session], prefix: str = "HD", *, batch: int 
 
 
 class SuggestionWorker:
-    """Runs `run_once` every `seconds` on a thread of its own, from the gateway's start to its stop."""
+    """Runs `run_once` on a thread of its own, from the gateway's start to its stop: at once after every commit
+    of this process's sessions (an intake batch, a transcription result, an operator's edit), and every
+    `seconds` anyway, for what other processes and gateways commit on the same database.
+
+    The wake-up is SQLAlchemy's `after_commit` event on the sessionmaker (every session it makes), so the
+    committer and the lifecycle need no hook of their own; the worker's own commits do not wake it."""
 
     name = "suggestions"
 
     def __init__(self, sessions, prefix: str, seconds: float = 0.5):
         self.sessions, self.prefix, self.seconds = sessions, prefix, seconds
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._gaps: dict[int, float] = {}
 
+    def wake(self, session=None) -> None:
+        if threading.current_thread() is not self._thread:
+            self._wake.set()
+
     def _run(self) -> None:
-        while not self._stop.wait(self.seconds):
+        while not self._stop.is_set():
+            self._wake.wait(self.seconds)
+            self._wake.clear()  # before the pass: a commit during it makes another
+            if self._stop.is_set():
+                return
             try:
                 run_once(self.sessions, self.prefix, gaps=self._gaps)
             except Exception:  # noqa: BLE001 - ours (the database is away, two gateways raced): tried again next time
@@ -197,10 +212,14 @@ class SuggestionWorker:
     async def start(self) -> None:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        event.listen(self.sessions, "after_commit", self.wake)
         self._thread.start()
 
     async def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+        if event.contains(self.sessions, "after_commit", self.wake):
+            event.remove(self.sessions, "after_commit", self.wake)
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
