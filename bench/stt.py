@@ -1,6 +1,6 @@
 """Speech-to-text benchmark: accuracy (WER) and speed (real-time factor, throughput, latency) per engine.
 
-    .venv/bin/python bench/stt.py [--models-dir DIR] wer --set en [--engines whisper,pocketsphinx] [--limit N]
+    .venv/bin/python bench/stt.py [--models-dir DIR] wer --set en [--engines whisper,pocketsphinx] [--limit N] [--hints off|hotwords|prompt]
     .venv/bin/python bench/stt.py wer --set it            # only with an engine that has an Italian model
     .venv/bin/python bench/stt.py digits [--engines …]     # spoken ticket numbers from the corpus digit prompts
     .venv/bin/python bench/stt.py throughput --engine whisper --processes 2 [--limit N]
@@ -40,6 +40,7 @@ The machine has 2 cores shared with other work: say so next to any figure.
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import json
 import math
@@ -200,9 +201,15 @@ def cmd_wer(args) -> dict:
             print(f"{engine}: {e}", file=sys.stderr)
             continue
         refs, hyps, raw, audio_s, busy_s = [], [], [], 0.0, 0.0
+        grammar = None
+        if args.hints != "off" and engine == "whisper":  # the hints a problem answer gets: the inventory's asset names
+            with open(ROOT / "config" / "assets.csv", encoding="utf-8") as f:
+                names = [r["name"] for r in csv.DictReader(f)]
+            t.engine(language).hints = args.hints
+            grammar = t.grammar(language, names)
         for i, (path, ref) in enumerate(clips):
             start = time.perf_counter()
-            r = t.transcribe(path, language)
+            r = t.transcribe(path, language, grammar)
             busy_s += time.perf_counter() - start
             audio_s += duration(path)
             refs.append(normalise(ref, language))
@@ -216,6 +223,7 @@ def cmd_wer(args) -> dict:
         wer = jiwer.wer([r for r, _ in pairs], [h if h else "" for _, h in pairs])
         results[engine] = {
             "model": t.engine(language).model,
+            "hints": args.hints if engine == "whisper" else "off",
             "utterances": len(clips),
             "audio_minutes": round(audio_s / 60, 2),
             "wer_percent": round(100 * wer, 1),
@@ -481,6 +489,8 @@ def main() -> None:
     p.add_argument("--limit", type=int)
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--save", help="write each engine's raw hypotheses to SAVE.<engine>.json (for `score`)")
+    p.add_argument("--hints", choices=["off", "hotwords", "prompt"], default="off",
+                   help="Whisper given the inventory's asset names as hints, as a problem answer would be (default off)")
     p = sub.add_parser("score")
     p.add_argument("file")
     p.add_argument("--verbose", action="store_true")
