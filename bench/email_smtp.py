@@ -14,6 +14,16 @@ The gateway runs in its own process (as `helpdesk-gateway serve` would), on a fr
 synchronous=FULL) in a temporary directory unless --db names a PostgreSQL URL; the clients are asyncio
 connections in this process that reuse their connection for the next mail, as a sending MTA does. Each 250
 is checked against the database at the end: every mail answered 250 is one committed ticket.
+
+The protocol floor (`protocol_floor_mails_per_s`, skipped with --no-protocol-floor) is the stdlib floor's work
+behind a stock aiosmtpd server, spoken to by the same clients in the same run: each mail parsed by the stdlib,
+its raw bytes written and fsynced, a row committed in batches (whatever arrived meanwhile) by one thread, 250
+after the commit. The gap between it and `floor_mails_per_s` is what SMTP and the clients cost on this machine
+(the clients share its cores); `ratio_to_protocol_floor` is the gateway against it.
+
+CPU per mail is counted over the measured mails only (warm-up and start-up excluded): `gateway_cpu_ms_per_mail`
+for the server's process tree (its process and parse workers, from /proc), `client_cpu_ms_per_mail` for this
+process while the clients ran.
 """
 
 from __future__ import annotations
@@ -96,6 +106,91 @@ def serve(data_dir: str, url: str, port: int, workers: int) -> None:
     else:
         asyncio.run(main())
     core.close()
+
+
+def serve_floor(data_dir: str, port: int) -> None:
+    """The protocol floor: stock aiosmtpd, and behind it `_mail.floor`'s work, 250 after the batch's commit."""
+    import email
+    import hashlib
+    import logging
+    import queue
+    import sqlite3
+    import threading
+
+    from aiosmtpd.smtp import SMTP
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
+    tmp = Path(data_dir)
+    db = sqlite3.connect(tmp / "protocol-floor.sqlite3", isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, key TEXT UNIQUE, sender TEXT, subject TEXT, text TEXT)")
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+
+    def commit() -> None:
+        n = 0
+        while True:
+            batch = [todo.get()]
+            while True:
+                try:
+                    batch.append(todo.get_nowait())
+                except queue.Empty:
+                    break
+            rows = []
+            for raw, _, _ in batch:
+                msg = email.message_from_bytes(raw)
+                part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), None)
+                text = part.get_payload(decode=True).decode("utf-8", "replace") if part is not None else ""
+                digest = hashlib.sha256(raw).hexdigest()
+                fd = os.open(tmp / digest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    os.write(fd, raw)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                n += 1
+                rows.append((f"{msg['Message-ID']}{n}", msg["From"], msg["Subject"], text))
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO m (key, sender, subject, text) VALUES (?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+            for _, loop, future in batch:
+                loop.call_soon_threadsafe(future.set_result, None)
+
+    threading.Thread(target=commit, daemon=True).start()
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope) -> str:
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            todo.put((envelope.original_content, loop, future))
+            await future
+            return "250 2.0.0 OK"
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: SMTP(Handler(), data_size_limit=None, decode_data=False), "127.0.0.1", port)
+        print("READY", flush=True)
+        await loop.run_in_executor(None, sys.stdin.read)
+        server.close()
+
+    asyncio.run(run())
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its living descendants, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for f in Path(f"/proc/{p}/task").glob("*/children"):
+                todo += [int(x) for x in f.read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
 
 
 # -- the clients --------------------------------------------------------------------------------------------
@@ -196,6 +291,40 @@ class RssSampler:
             self.peak = max(self.peak, total)
 
 
+def measure(argv: list[str], port: int, n_clients: int, warmup: list[bytes], mails: list[bytes], big: bool = False) -> dict:
+    """Start a server (`argv`), warm it up, send `mails` with `n_clients` clients; what it took."""
+    import resource
+
+    server = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    sampler = None
+    try:
+        assert server.stdout.readline().strip() == "READY", "the server did not start"
+        if warmup:
+            asyncio.run(run_clients(port, n_clients, warmup))
+        if big:
+            sampler = RssSampler(server.pid)
+            sampler.start()
+        cpu0, me0 = tree_cpu(server.pid), resource.getrusage(resource.RUSAGE_SELF)
+        elapsed, lat, failures = asyncio.run(run_clients(port, n_clients, mails))
+        cpu1, me1 = tree_cpu(server.pid), resource.getrusage(resource.RUSAGE_SELF)
+        if sampler is not None:
+            sampler.stop()
+    finally:
+        server.stdin.close()
+        server.wait(60)
+    lat.sort()
+    client_cpu = (me1.ru_utime - me0.ru_utime) + (me1.ru_stime - me0.ru_stime)
+    return {
+        "mails_per_s": len(mails) / elapsed,
+        "p50_ms": round(statistics.median(lat) * 1000, 1),
+        "p99_ms": round(lat[max(0, int(len(lat) * 0.99) - 1)] * 1000, 1),
+        "server_cpu_ms_per_mail": round((cpu1 - cpu0) * 1000 / len(mails), 2),
+        "client_cpu_ms_per_mail": round(client_cpu * 1000 / len(mails), 2),
+        "failures": failures,
+        "peak_rss": sampler.peak if sampler is not None else None,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clients", type=int, default=20)
@@ -205,50 +334,42 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="parse worker processes")
     ap.add_argument("--corpus", choices=("realistic", "simple"), default="realistic")
     ap.add_argument("--big", type=float, default=0, help="send mails of this many MiB and report the peak RSS")
+    ap.add_argument("--no-protocol-floor", action="store_true", help="skip the stock-aiosmtpd protocol floor")
     ap.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--serve-floor", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         serve(args.serve[0], args.serve[1], int(args.serve[2]), int(args.serve[3]))
         return
+    if args.serve_floor:
+        serve_floor(args.serve_floor[0], int(args.serve_floor[1]))
+        return
 
     tmp = Path(tempfile.mkdtemp(prefix="hd-bench-smtp-"))
     url = f"sqlite:///{tmp / 'helpdesk.sqlite3'}" if args.db == "sqlite" else args.db
+    make = realistic_mail if args.corpus == "realistic" else make_mail
+    if args.big:
+        args.warmup = 0
+        warmup, mails = [], [big_mail(n, args.big) for n in range(args.mails)]
+    else:
+        warmup, mails = [make(n + 10**6) for n in range(args.warmup)], [make(n) for n in range(args.mails)]
+    load_before = os.getloadavg()[0]
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(tmp), url, str(port), str(args.workers)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-    )
-    try:
-        assert server.stdout.readline().strip() == "READY", "the gateway did not start"
-        make = realistic_mail if args.corpus == "realistic" else make_mail
-        if args.big:
-            args.warmup = 0
-            mails = [big_mail(n, args.big) for n in range(args.mails)]
-            sampler = RssSampler(server.pid)
-            sampler.start()
-        else:
-            asyncio.run(run_clients(port, args.clients, [make(n + 10**6) for n in range(args.warmup)]))
-            mails = [make(n) for n in range(args.mails)]
-        elapsed, lat, failures = asyncio.run(run_clients(port, args.clients, mails))
-        if args.big:
-            sampler.stop()
-    finally:
-        server.stdin.close()
-        server.wait(60)
+    gw = measure([sys.executable, __file__, "--serve", str(tmp), url, str(port), str(args.workers)],
+                 port, args.clients, warmup, mails, big=bool(args.big))
+    proto = None
+    if not args.big and not args.no_protocol_floor:
+        port = free_port()
+        floor_dir = Path(tempfile.mkdtemp(prefix="hd-bench-smtp-floor-"))
+        proto = measure([sys.executable, __file__, "--serve-floor", str(floor_dir), str(port)], port, args.clients, warmup, mails)
     floor_rate = None if args.big else floor(mails, batch=args.clients)
-    import resource
-
-    # CPU seconds of the gateway (its process and parse workers, reaped on exit) and of the clients: what the
-    # run cost whatever else the shared machine was doing meanwhile.
-    gw = resource.getrusage(resource.RUSAGE_CHILDREN)
-    me = resource.getrusage(resource.RUSAGE_SELF)
     from sqlalchemy import create_engine, text
 
     engine = create_engine(url)
     with engine.connect() as c:
         tickets = c.execute(text("SELECT count(*) FROM tickets")).scalar()
     engine.dispose()
-    lat.sort()
+    rate = gw["mails_per_s"]
     result = {
         "clients": args.clients,
         "mails": args.mails,
@@ -256,24 +377,29 @@ def main() -> None:
         "parse_workers": args.workers,
         "corpus": f"big {args.big} MiB" if args.big else args.corpus,
         "mean_mail_kib": round(sum(map(len, mails)) / len(mails) / 1024, 1),
-        "mails_per_s": round(args.mails / elapsed, 1),
+        "mails_per_s": round(rate, 1),
         "floor_mails_per_s": round(floor_rate, 1) if floor_rate else None,
-        "ratio_to_floor": round(args.mails / elapsed / floor_rate, 2) if floor_rate else None,
-        "peak_rss_mib": round(sampler.peak / 2**20, 1) if args.big else None,
+        "ratio_to_floor": round(rate / floor_rate, 2) if floor_rate else None,
+        "protocol_floor_mails_per_s": round(proto["mails_per_s"], 1) if proto else None,
+        "ratio_to_protocol_floor": round(rate / proto["mails_per_s"], 2) if proto else None,
+        "peak_rss_mib": round(gw["peak_rss"] / 2**20, 1) if args.big else None,
         "retried_451": len(RETRIES),
-        "p50_ms": round(statistics.median(lat) * 1000, 1),
-        "p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 1),
-        "gateway_cpu_ms_per_mail": round((gw.ru_utime + gw.ru_stime) * 1000 / (args.mails + args.warmup), 2),
-        "client_cpu_ms_per_mail": round((me.ru_utime + me.ru_stime) * 1000 / (args.mails + args.warmup), 2),
-        "load_avg_1min": round(os.getloadavg()[0], 2),
-        "failures": len(failures),
+        "p50_ms": gw["p50_ms"],
+        "p99_ms": gw["p99_ms"],
+        "protocol_floor_p50_p99_ms": [proto["p50_ms"], proto["p99_ms"]] if proto else None,
+        "gateway_cpu_ms_per_mail": gw["server_cpu_ms_per_mail"],
+        "client_cpu_ms_per_mail": gw["client_cpu_ms_per_mail"],
+        "protocol_floor_cpu_ms_per_mail": [proto["server_cpu_ms_per_mail"], proto["client_cpu_ms_per_mail"]] if proto else None,
+        "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "failures": len(gw["failures"]),
         "tickets_committed": tickets,
         "cpus": os.cpu_count(),
     }
     print(json.dumps(result))
-    if failures:
-        print("first failure:", failures[0], file=sys.stderr)
-    assert tickets == args.mails + args.warmup - len(failures), "a 250 without a committed ticket"
+    if gw["failures"]:
+        print("first failure:", gw["failures"][0], file=sys.stderr)
+    assert tickets == args.mails + args.warmup - len(gw["failures"]), "a 250 without a committed ticket"
+    assert not proto or not proto["failures"], proto["failures"][:1] if proto else None
 
 
 if __name__ == "__main__":
