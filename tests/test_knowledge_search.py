@@ -79,3 +79,58 @@ def test_search_through_the_api_and_the_desk(web):
         desk_login(c)
         page = c.get("/desk/search", params={"q": "linea"})
         assert page.status_code == 200 and a.ticket_number in page.text
+
+
+def test_migrations_and_models_make_the_same_indexes(tmp_path):
+    """Migration 0011's indexes (search and reports at 100,000 tickets) are the models' own: a database brought
+    up by Alembic and one made by `create_all` have the same indexes, columns in the same order."""
+    from sqlalchemy import create_engine, inspect
+
+    from ticketing import schema  # noqa: F401  (every table module)
+    from ticketing import storage
+    from ticketing.models import Base
+
+    migrated, fresh = f"sqlite:///{tmp_path / 'm.sqlite3'}", create_engine(f"sqlite:///{tmp_path / 'f.sqlite3'}")
+    storage.upgrade(migrated)
+    Base.metadata.create_all(fresh)
+    engine = create_engine(migrated)
+
+    def indexes(e, table):
+        return {i["name"]: tuple(i["column_names"]) for i in inspect(e).get_indexes(table)}
+
+    for table in ("tickets", "messages", "events", "kb_terms"):
+        assert indexes(engine, table) == indexes(fresh, table), table
+    assert indexes(engine, "kb_terms")["ix_kb_terms_postings"] == ("kind", "term", "ref", "tf")
+    assert indexes(engine, "tickets")["ix_tickets_organisation_id"] == ("organisation_id", "id")
+    engine.dispose()
+    fresh.dispose()
+
+
+def test_the_suggestion_worker_wakes_on_commit(core):
+    """A new ticket's suggestions come right after the intake's commit, not at the worker's next poll (set here
+    to a minute): the worker listens to its sessionmaker's commits."""
+    import asyncio
+    import time
+
+    from ticketing.suggestions import SuggestionWorker, TicketSuggestion
+    from sqlalchemy import select
+
+    from ticketing import kbindex
+
+    with core.sessions() as s, s.begin():
+        kbindex.index(s, kbindex.ARTICLE, 1, "stampante carta inceppata: aprire lo sportello e togliere il foglio", "it", title="Carta inceppata")
+    worker = SuggestionWorker(core.sessions, "HD", seconds=60)
+    asyncio.run(worker.start())
+    try:
+        time.sleep(0.2)  # the worker's thread is in its wait
+        r = mail(core, 20, "La stampante ha la carta inceppata.")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with core.sessions() as s:
+                if s.scalars(select(TicketSuggestion).where(TicketSuggestion.ticket_id == r.ticket_id)).first() is not None:
+                    break
+            time.sleep(0.02)
+        else:
+            raise AssertionError("no suggestion within 20 s of the commit, with a 60 s poll")
+    finally:
+        asyncio.run(worker.stop())
