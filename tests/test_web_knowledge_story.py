@@ -84,7 +84,7 @@ def test_an_operator_sends_the_suggested_workaround_to_a_caller_resolves_and_rea
         page.select_option("#kb-f-status", "published")
         shot(page, "1-article-editor.png")
         page.click("#kb-save")
-        page.wait_for_url(re.compile(r"/desk/articles/\d+\?done=saved"))
+        page.wait_for_url(re.compile(r"/desk/articles/\d+\?done=created"))
         assert page.locator("#kb-status").get_attribute("data-status") == "published"
         page.wait_for_selector("#kb-done")
         assert page.locator("#kb-versions tbody tr").count() == 1
@@ -116,7 +116,7 @@ def test_an_operator_sends_the_suggested_workaround_to_a_caller_resolves_and_rea
         assert "La stampante stampa pagine bianche" in first.inner_text()
         assert "pagine bianche" in page.locator('tr[data-field="anomaly"] td.value').inner_text()  # the transcript made the anomaly
         assert page.locator("#reply-to").inner_text() == "mario.rossi@regione.example.it"
-        page.locator("#suggestions li.article details summary").first.click()
+        assert page.locator("#suggestions li.article .kb-detail").first.is_visible()  # the best workaround is open
         shot(page, "3-call-ticket-suggestion.png")
 
         # 4. One click sends it, through the outbox, to the caller's address.
@@ -145,7 +145,7 @@ def test_an_operator_sends_the_suggested_workaround_to_a_caller_resolves_and_rea
         assert page.locator("#kb-kind-hardware").is_checked() and page.locator("#kb-f-status").count() == 0  # an operator drafts
         shot(page, "5-article-from-ticket.png")
         page.click("#kb-save")
-        page.wait_for_url(re.compile(r"/desk/articles/\d+\?done=saved"))
+        page.wait_for_url(re.compile(r"/desk/articles/\d+\?done=created"))
         assert page.locator("#kb-status").get_attribute("data-status") == "draft"
         assert page.locator("#kb-source").inner_text() == number
 

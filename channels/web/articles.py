@@ -263,7 +263,7 @@ async def desk_create(request: Request, operator: str = Depends(require_operator
         view = await run_in_threadpool(_port(request).create, draft, operator, role)
     except KnowledgeError as e:
         return _editor(request, draft, error=_error_text(request, e), status=403 if isinstance(e, ArticleForbidden) else 422, role=role)
-    response = RedirectResponse(f"/desk/articles/{view.id}?done=saved", status_code=303)
+    response = RedirectResponse(f"/desk/articles/{view.id}?done=created", status_code=303)
     finish(request, response)
     return response
 
@@ -282,7 +282,7 @@ async def desk_article(request: Request, article_id: int = Path(ge=1, le=2**62),
         return render(request, "error.html", 404, message=Texts(language(request))("kb_not_found"))
     done = request.query_params.get("done")
     role = await _me(request, operator)
-    return render(request, "article.html", article=view, done=done if done in ("saved", "unchanged", "published", "draft") else None,
+    return render(request, "article.html", article=view, done=done if done in ("created", "saved", "unchanged", "published", "draft") else None,
                   may_publish=role in ("supervisor", "admin"), language_names=LANGUAGE_NAMES)
 
 
