@@ -137,6 +137,7 @@ def build_core(config: Config, *, upgrade: bool = True) -> Core:
     accounts = Accounts(sessions, max_failures=config.web.lockout_failures, lock_seconds=config.web.lockout_seconds)
     desk = Desk(sessions, lifecycle, config.ticketing.number_prefix, config.ticketing.low_confidence, accounts)
     desk.default_groups = {level: name for level, name in ((2, config.ticketing.default_group_ii), (3, config.ticketing.default_group_iii)) if name}
+    desk.directory = intake.directory.get  # an asset typed on the desk is matched on the intake's snapshot
     from .mail import build_outbox
 
     outbox = build_outbox(config, sessions, intake, lifecycle.organisations)

@@ -147,9 +147,30 @@ class Actions:
                 raise LifecycleError(f"urgency must be one of {', '.join(URGENCIES)}")
             if v is not None and len(v) > 4000:
                 raise LifecycleError("a field holds at most 4000 characters")
+            if name == "asset":
+                # The asset typed is looked up as a contact's would be, so the ticket's asset (its card, support
+                # groups, criticality, the other open tickets on it) follows the edit; nothing found: no asset.
+                hit = self._asset_named(s, v) if v else None
+                t.asset_id = hit.asset.id if hit else None
+                if hit:
+                    v = f"{hit.asset.tag} {hit.asset.name}"
             self.lifecycle.set_field(t, name, v, operator)
 
         return self._act(number, operator, edit)
+
+    def _asset_named(self, s: Session, text: str):
+        """The inventory's match for what an operator typed (tag, hostname, alias, "la stampante del secondo
+        piano"), through the snapshot the intake uses when the desk was given it (`directory`), else read here;
+        None under the desk's low confidence: a guess is not made for an operator."""
+        snapshot = getattr(self, "directory", None)
+        if callable(snapshot):
+            directory = snapshot()
+        else:
+            from .directory import load_directory
+
+            directory = load_directory(s)
+        hit = directory.match_asset(text)
+        return hit if hit is not None and hit.confidence >= self.low_confidence else None
 
     def assign(self, number: str, actor: str, assignee: str | None = None, group: str | None = None):
         """Give the ticket to `assignee` (an existing, active operator) and/or the group named `group`."""
