@@ -109,7 +109,7 @@ class _Desk:
         return "Mario Rossi"
 
 
-def build(tmp: Path, models_dir: Path | None):
+def build(tmp: Path, models_dir: Path | None, way=None):
     from channels.voice import understand
     from channels.voice.calls import Calls
     from channels.voice.flow import FlowSettings
@@ -126,7 +126,7 @@ def build(tmp: Path, models_dir: Path | None):
     seed_directory(core)
     settings = VoiceSettings(enabled=True, sip={"enabled": False}, stt={"models_dir": models_dir})
     ctx = channel_context(core, settings)
-    understander = understand.from_context(ctx, settings)
+    understander = understand.from_context(ctx, settings, way)
     if understander is None:
         sys.exit("the gateway gives the voice channel no interpret port (ChannelContext.interpret): nothing to bench")
     calls = Calls(deliver=lambda contact: None, desk=_Desk(), blobs=core.blobs, spool=tmp / "spool",
@@ -226,6 +226,74 @@ def summary(label: str, times: list[float], right: int, total: int) -> dict:
             "asset_right": f"{right}/{total}"}
 
 
+# -- ways of decoding, compared on the same answers -------------------------------------------------------------
+VARIANTS = {  # name -> QuickWay fields
+    "30s": dict(window=30),  # Whisper's padded window: what the IVR did before
+    "answer+hints": dict(window=0, hints=True),  # a window as long as the answer, with hints (registry.quick_transcriber)
+    "answer": dict(window=0),
+    "10s": dict(window=10),
+    "10s+hints": dict(window=10, hints=True),
+    "10s+vad": dict(window=10, vad=True),
+    "answer+vad": dict(window=0, vad=True),
+    "10s,2x1": dict(window=10, threads=1, parallel=2),  # two decodings at once, one core each
+    "answer,2x1": dict(window=0, threads=1, parallel=2),
+}
+
+
+def spoken_assets(languages, limit: int | None) -> list[tuple[Path, str, str]]:
+    """The spoken set's asset answers (bench/spoken/calls.toml, both voices of each language): (wav, language, tag)."""
+    from bench.calls import load_set
+    from bench.spoken.voices import VOICES, Line, recording
+
+    out = []
+    for lang in languages:
+        rows = [c for c in load_set() if c.lang == lang][: limit or None]
+        out += [(recording(c.asset, v, Line()), lang, c.expect_asset) for c in rows for v in VOICES[lang]]
+    return out
+
+
+def variants(args) -> None:
+    """Each way of decoding: asset right on the spoken set, and the wait for one answer alone and for 4 at once."""
+    from channels.voice.understand import QuickWay
+
+    rng = np.random.default_rng(10)
+    names = args.variants.split(",") if args.variants != "all" else list(VARIANTS)
+    languages = args.variant_languages.split(",")
+    with tempfile.TemporaryDirectory(prefix="bench-confirm-") as d:
+        tmp = Path(d)
+        clips = spoken_assets(languages, args.limit)
+        answers = [(answer_wav(text, args.language, tmp / f"answer-{i}.wav", rng), tag) for i, (text, tag) in enumerate(ANSWERS[args.language])]
+        print(f"{len(clips)} spoken asset answers ({','.join(languages)}), timing on {len(answers)} {args.language} 5-s answers, "
+              f"{os.cpu_count()} cores", flush=True)
+        print(f"| way | asset right (spoken set) | 1 call p50 / p95 s | {args.calls} at once p50 / p95 s | CPU s/answer | load before → after |")
+        print("|---|---|---|---|---|---|", flush=True)
+        for name in names:
+            load0 = " ".join(open("/proc/loadavg").read().split()[:3])
+            core, calls = build(tmp / name, args.models_dir, QuickWay(**VARIANTS[name]))
+            try:
+                quick, interpret = calls.understander.transcribe, calls.understander.interpret
+                quick(answers[0][0], args.language, "asset", [])  # loaded once per process, not per call
+                right = {}
+                for wav, lang, tag in clips:
+                    text = quick(wav, lang, "asset", interpret.phrases("asset"))
+                    got = interpret("asset", text, lang)
+                    ok = getattr(got, "value", None) == tag
+                    r = right.setdefault(lang, [0, 0])
+                    r[0] += ok
+                    r[1] += 1
+                    if args.verbose:
+                        print(f"  {name} {lang} {tag:14} {'ok ' if ok else 'MISS'} {text!r}", file=sys.stderr)
+                floor = run(calls, answers, args.language, 1, len(answers), "1 call")
+                worst = run(calls, answers, args.language, args.calls, args.rounds, "at once")
+            finally:
+                core.close()
+            acc = " · ".join(f"{lang} {r[0]}/{r[1]}" for lang, r in right.items())
+            total = sum(r[0] for r in right.values()), sum(r[1] for r in right.values())
+            load1 = " ".join(open("/proc/loadavg").read().split()[:3])
+            print(f"| {name} | {acc} · all {total[0]}/{total[1]} | {floor['p50']:.2f} / {floor['p95']:.2f} | "
+                  f"{worst['p50']:.2f} / {worst['p95']:.2f} | {floor['cpu']:.2f} | {load0} → {load1} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--language", choices=sorted(ANSWERS), default="en")
@@ -235,7 +303,14 @@ def main() -> None:
     ap.add_argument("--gap", type=float, default=8.0, help="longest pause before a call's asset answer, seconds")
     ap.add_argument("--models-dir", type=Path, default=None,
                     help="where `models install --defaults` put the models (default: the bench's empty data directory)")
+    ap.add_argument("--variants", help="compare ways of decoding (comma-separated names of VARIANTS, or 'all') "
+                    "on the spoken set's asset answers and on the timed answers, instead of the usual run")
+    ap.add_argument("--variant-languages", default="it,fr,en", help="languages of the spoken set for --variants")
+    ap.add_argument("--limit", type=int, help="--variants: at most N calls of the spoken set per language")
+    ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
+    if args.variants:
+        return variants(args)
     rng = np.random.default_rng(10)
     load_before = open("/proc/loadavg").read().split()[:3]
     with tempfile.TemporaryDirectory(prefix="bench-confirm-") as d:
@@ -250,7 +325,7 @@ def main() -> None:
             worst = run(calls, answers, args.language, args.calls, args.rounds, f"{args.calls} answers at once")
         finally:
             core.close()
-    engine = calls.understander.transcribe.transcriber.engine(args.language)
+    engine = calls.understander.transcribe.engine(args.language)
     print(f"confirmation prompt after a {ANSWER_SECONDS:.0f}-second asset answer, language {args.language}, "
           f"{engine.name} {Path(engine.model).name}, {os.cpu_count()} cores, load average {load_before} before, {open('/proc/loadavg').read().split()[:3]} after")
     print(f"{'':24} {'answers':>8} {'p50 s':>7} {'p95 s':>7} {'max s':>7} {'asset right':>12} {'CPU s/answer':>13}")

@@ -117,8 +117,8 @@ def cmd_bias(args) -> dict:
 def cmd_quick(args) -> dict:
     """The IVR's at-once transcription: `args.calls` callers each waiting on a 5-second asset answer at the same
     time, repeated; p95 of the wait, for each way of doing it."""
-    from channels.voice.stt.registry import quick_transcriber
     from channels.voice.stt.settings import SttSettings
+    from channels.voice.understand import QuickTranscriber, QuickWay
 
     models_dir = Path(args.models_dir) if args.models_dir else ROOT / "data" / "models"
     with open(ROOT / "config" / "assets.csv", encoding="utf-8") as f:
@@ -130,8 +130,9 @@ def cmd_quick(args) -> dict:
     for how in args.ways.split(","):
         beam, window = int(how.split("-")[1]), how.startswith("window")
         settings = SttSettings(models_dir=models_dir, whisper_threads=1)
-        q = quick_transcriber(settings, "it", models_dir, beam_size=beam, window=window)
-        q.transcribe(answers[0], hints=assets)  # warm
+        way = QuickWay(window=0 if window else 30, hints=True, beam_size=beam, threads=1, parallel=min(4, os.cpu_count() or 1))
+        q = QuickTranscriber(settings, models_dir, preload=False, way=way)
+        q(answers[0], "it", "asset", assets)  # warm
         waits: list[float] = []
         durations = []
         hits = []
@@ -141,7 +142,7 @@ def cmd_quick(args) -> dict:
             for r in range(args.runs):
                 i = (k + r) % len(answers)
                 start = time.perf_counter()
-                text, _ = q.transcribe(answers[i], hints=assets)
+                text = q(answers[i], "it", "asset", assets)
                 with lock:
                     waits.append(time.perf_counter() - start)
                     hits.append(set(words(assets[i])) <= set(words(text)))
@@ -166,7 +167,7 @@ def cmd_quick(args) -> dict:
         out[how] = {"asset_right": f"{sum(hits)}/{len(hits)}", "p95": round(p95, 2), "median": round(statistics.median(waits), 2), "n": len(waits),
                                "answer_seconds": round(statistics.mean(durations), 1), "load": load,
                                "cpu_per_answer": round(cpu, 2), "wait_on_2_free_cores": round(cpu * args.calls / 2, 2)}
-        print(f"quick {how}, whisper {Path(q.model).name}, asset named right {sum(hits)}/{len(hits)}, {args.calls} calls at once: p95 {p95:.2f} s, median "
+        print(f"quick {how}, whisper {Path(q.engine('it').model).name}, asset named right {sum(hits)}/{len(hits)}, {args.calls} calls at once: p95 {p95:.2f} s, median "
               f"{statistics.median(waits):.2f} s over {len(waits)} answers of {statistics.mean(durations):.1f} s; load {' '.join(load)}; "
               f"{cpu:.2f} CPU s per answer")
     return out

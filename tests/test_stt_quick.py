@@ -1,5 +1,5 @@
 """The directory's and the inventory's names as Whisper hints, and the IVR's at-once transcriber
-(`registry.quick_transcriber`) that reuses one loaded model: real speech (espeak-ng through G.711 at 8 kHz)
+(`understand.QuickTranscriber`) that reuses one loaded model: real speech (espeak-ng through G.711 at 8 kHz)
 through the multilingual Whisper base of the registry's wheels."""
 
 from __future__ import annotations
@@ -56,17 +56,31 @@ def test_directory_names_as_hints_turn_a_garbled_name_into_the_right_one(models,
     assert plain.grammar("it", users()) is None  # hints off: nothing is passed
 
 
-def test_quick_transcriber_reuses_its_model_and_answers_at_once(models, tmp_path):
-    from channels.voice.stt.registry import quick_transcriber
+def test_the_quick_transcriber_shares_one_model_and_answers_at_once(models, tmp_path):
     from channels.voice.stt.settings import SttSettings
+    from channels.voice.understand import QuickTranscriber
 
     settings = SttSettings(models_dir=models)
-    q = quick_transcriber(settings, "it", models)
-    assert quick_transcriber(settings, "it", models) is q  # one model per process, shared by every call
-    text, confidence = q.transcribe(DATA / "it_stampante.wav", hints=["stampante del secondo piano", "Protocollo informatico"])
-    assert "stampante" in text.lower() and 0 < confidence <= 1
-    silent = phone(" ", "it", tmp_path / "silence.wav")
-    assert tuple(q.transcribe(silent.read_bytes())) == ("", 0.0)
+    q = QuickTranscriber(settings, models, preload=False)
+    assert q.engine("it")._model is q.engine("en")._model  # one multilingual model for every language
+    assert QuickTranscriber(settings, models, preload=False).engine("fr")._model is q.engine("it")._model  # and every call
+    text = q(DATA / "it_stampante.wav", "it", "asset", ["stampante del secondo piano", "protocollo informatico"])
+    assert "stampante" in text.lower()
+    assert q(phone(" ", "it", tmp_path / "silence.wav"), "it", "asset", []) == ""
+
+
+def test_a_short_recording_in_a_short_window_keeps_its_words_and_timings(models):
+    """What the transcription jobs use for a short answer (`Transcriber(window=…)`): the same words as
+    faster-whisper's padded 30-s window, with timings and probabilities, for the ticket."""
+    from channels.voice.stt.settings import SttSettings
+    from channels.voice.stt.transcriber import Transcriber
+
+    padded = Transcriber(SttSettings(models_dir=models), models).transcribe(DATA / "it_stampante.wav", "it")
+    short = Transcriber(SttSettings(models_dir=models), models, window=10).transcribe(DATA / "it_stampante.wav", "it")
+    assert {"stampante", "secondo", "piano"} <= set(short.text.lower().replace(".", "").split())
+    assert short.words and all(0 <= w.start <= w.end <= short.duration + 0.5 and 0 < w.confidence <= 1 for w in short.words)
+    assert [w.word.strip(".,").lower() for w in short.words][-3:] == [w.word.strip(".,").lower() for w in padded.words][-3:]
+    assert 0 < short.confidence <= 1
 
 
 def test_hints_recited_after_the_speech_are_dropped():

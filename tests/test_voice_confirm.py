@@ -121,12 +121,31 @@ def test_twilio_two_refusals_keep_the_best_guess_flagged(sqlite_core, gateway, t
     assert asset.value is not None and asset.source != "caller" and asset.check  # the best guess, for an operator to check
 
 
-def test_twilio_an_answer_that_is_no_known_asset_is_not_asked_about(sqlite_core, gateway, tmp_path):
+def test_twilio_an_answer_that_is_no_known_asset_is_asked_once_more_then_confirmed(sqlite_core, gateway, tmp_path):
     gw = gateway(sqlite_core)
     call = to_the_asset_question(gw)
-    t = call.answer(gw.recordings.add(SOUNDS / SPEECH["asset"]))  # "sorry you're having problems"
-    assert t.heard == ["en/say-problem"]
+    t = call.answer(gw.recordings.add(SOUNDS / SPEECH["asset"]))  # "sorry you're having problems": no asset
+    assert t.heard == ["en/say-again", "en/say-asset"] and t.one("Record").get("action") == HOOKS + "/recorded?question=asset"
+    t = call.answer(gw.recordings.add(spoken("the protocol register", "en", tmp_path)))
+    assert t.heard == ["en/you-said", "say:Protocollo informatico", "en/confirm-or-repeat"]
+    assert call.press("1").heard == ["en/say-problem"]
+    t = call.answer(gw.recordings.add(SOUNDS / SPEECH["anomaly"]))
+    assert call.press("2").verbs[-1] == "Hangup"
+    ticket = ticket_of(sqlite_core, call.sid)
+    shown = tickets_show_json(sqlite_core, ticket["number"])["fields"]["asset"]
+    assert shown["value"].startswith("PROT-01") and shown["source"] == "caller" and shown["confidence"] == 1.0
     call.end()
+
+
+def test_twilio_an_answer_that_matches_nothing_twice_goes_on_and_keeps_the_recording(sqlite_core, gateway, tmp_path):
+    gw = gateway(sqlite_core)
+    call = to_the_asset_question(gw)
+    assert call.answer(gw.recordings.add(SOUNDS / SPEECH["asset"])).heard == ["en/say-again", "en/say-asset"]
+    assert call.answer(gw.recordings.add(SOUNDS / SPEECH["anomaly"])).heard == ["en/say-problem"]  # asked once only
+    call.end()  # hung up at the problem question: the ticket has the name and the asset said again
+    ticket = ticket_of(sqlite_core, call.sid)
+    assert sorted(q for q, _ in ticket["jobs"]) == ["asset", "name"]
+    assert sqlite_core.desk.ticket(ticket["number"]).field("asset").source != "caller"
 
 
 # -- the core's side of the port --------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ answers it with this object's reading, an `Understood`. Two ports do the work:
   fully later, for the ticket.
 
 Nothing here is an error the caller hears: no model for the language, an empty transcript, a reading that is no
-known asset or user, all come back as "nothing understood", and the call goes on without asking back. The
-recording still has its transcription job, which fills the field in later.
+known asset or user, all come back as "nothing understood" (with the words heard, if any: the flow asks once
+more for an asset it could not match). The recording still has its transcription job, which fills the field in
+later.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import logging
 import os
 import threading
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from ticketing.contact import BlobRef
@@ -34,7 +36,6 @@ log = logging.getLogger("channels.voice.understand")
 Transcribe = Callable[[Path, str, str, list[str]], str]
 Interpret = Callable[[str, str, str], Any]  # with .phrases(question) -> list[str] when it can say what to listen for
 GRAMMAR_MIN_CONFIDENCE = 0.6  # a constrained (Vosk grammar) result under this is decoded again freely
-MAX_TOKENS = 40  # a name or an asset is a few words: a decoding that runs on is looping, not listening
 
 
 class Understander:
@@ -58,57 +59,109 @@ class Understander:
                     log.warning("no confirmation of answers in %s: %s", language, e)
             return Understood(question)
         if not text or not text.strip():
-            return Understood(question)
+            return Understood(question, said="")
         reading = self.interpret(question, text, language)
-        understood = as_understood(question, reading)
+        understood = as_understood(question, reading, text)
         log.info("the %s answer %r was taken for %r (%.2f)", question, text, understood.value, understood.confidence)
         return understood
 
 
-def as_understood(question: str, reading: Any) -> Understood:
+def as_understood(question: str, reading: Any, said: str | None = None) -> Understood:
     """The interpret port's answer as the flow's event: an `Understood`, an object with `value`, `spoken`
-    (or `name`) and `confidence`, or None."""
+    (or `name`) and `confidence`, or None. `said`: the transcript it was read from."""
     if reading is None:
-        return Understood(question)
+        return Understood(question, said=said)
     if isinstance(reading, Understood):
         return reading
     value = getattr(reading, "value", None)
     spoken = getattr(reading, "spoken", None) or getattr(reading, "name", None) or value
     confidence = float(getattr(reading, "confidence", 0.0) or 0.0)
-    return Understood(question, value, spoken, confidence) if value else Understood(question)
+    return Understood(question, value, spoken, confidence, said) if value else Understood(question, said=said)
+
+
+@dataclass(frozen=True)
+class QuickWay:
+    """How the quick transcriber decodes with Whisper (bench/confirm.py `--variants` measures each against the
+    others on the same answers: BENCHMARKS.md, "IVR confirmation")."""
+
+    window: float = 10.0  # seconds of encoder input: the answer padded to this (0: as long as the answer; 30: Whisper's)
+    hints: bool = False  # the question's expected phrases in the prompt (the inventory's assets, the directory's names)
+    vad: bool = False  # cut the silence first (Silero)
+    beam_size: int = 1
+    threads: int = 0  # CTranslate2 threads per decoding (0: every core)
+    parallel: int = 1  # decodings at once on the one loaded model (the calls of a process take turns beyond it)
 
 
 class QuickTranscriber:
     """Answers of a few seconds, transcribed while the caller waits: `(path, language, question, phrases) -> text`.
 
-    Its own engines (a Whisper model is loaded once for all its languages), on every core, one greedy pass:
-    the calls of a process take turns on it, each as fast as the machine allows, rather than sharing the cores
-    and all waiting longer. Loaded in the background from the start, so the first caller does not wait for it.
+    Whisper: one model loaded per process for every language it serves (`WhisperEngine.quick`: greedy, the answer
+    padded to a short window instead of Whisper's 30 s, no timestamps, tokens capped by the answer's length); the
+    calls of a process take turns on it, each on every core. Vosk: the phrases as a grammar first, decoded freely
+    when that fits badly. Loaded in the background from the start, so the first caller does not wait for it.
     Raises LookupError when a language has no engine here."""
 
-    def __init__(self, stt_settings, models_dir: Path | None = None, *, preload: bool = True):
+    def __init__(self, stt_settings, models_dir: Path | None = None, *, preload: bool = True, way: QuickWay | None = None):
         from .stt.transcriber import Transcriber
 
-        quick = stt_settings.model_copy(update={"whisper_threads": max(1, os.cpu_count() or 1), "whisper_beam_size": 1})
-        self.transcriber = Transcriber(quick, models_dir=models_dir)
+        self.way = way or QuickWay()
+        self.settings, self.models_dir = stt_settings, models_dir
+        self.transcriber = Transcriber(stt_settings.model_copy(update={"whisper_beam_size": self.way.beam_size}), models_dir=models_dir)
+        self._engines: dict[str, Any] = {}
+        self._lock = threading.Lock()
         if preload:
-            threading.Thread(target=self.transcriber.preload, name="stt-quick-preload", daemon=True).start()
+            threading.Thread(target=self.preload, name="stt-quick-preload", daemon=True).start()
+
+    def preload(self) -> None:
+        for language in self.settings.languages:
+            try:
+                self.engine(language)
+            except LookupError as e:
+                log.warning("no confirmation of answers in %s: %s", language, e)
+
+    def engine(self, language: str):
+        """The engine for `language`: a Whisper model shared by every language and every call of the process."""
+        from .stt import registry
+        from .stt.base import EngineError
+        from .stt.whisper import WhisperEngine
+
+        with self._lock:
+            if language in self._engines:
+                return self._engines[language]
+            try:
+                info = registry.choose(language, self.settings, self.models_dir)
+                if info.engine == "whisper":
+                    key = (info.path, self.way.threads, self.way.parallel)
+                    with _shared_lock:
+                        loaded = _shared.get(key)
+                        if loaded is None:
+                            threads = self.way.threads or max(1, (os.cpu_count() or 1) // self.way.parallel)
+                            loaded = _shared[key] = WhisperEngine(
+                                info.path, language, compute_type=self.settings.whisper_compute_type, cpu_threads=threads,
+                                beam_size=self.way.beam_size, hints=self.settings.whisper_hints, num_workers=self.way.parallel)
+                    engine = loaded.for_language(language)
+                else:
+                    engine = self.transcriber.engine(language)
+            except EngineError as e:
+                raise LookupError(str(e)) from e
+            self._engines[language] = engine
+            return engine
 
     def __call__(self, path: Path, language: str, question: str, phrases: list[str]) -> str:
         from .stt import audio
-        from .stt.base import EngineError
 
-        try:
-            engine = self.transcriber.engine(language)
-        except EngineError as e:
-            raise LookupError(str(e)) from e
+        engine = self.engine(language)
         pcm = _upsampled(path, engine.sample_rate)  # a phone recording, 8 kHz: resampled here, no ffmpeg to start
         if pcm is None:
-            pcm = audio.load(path, engine.sample_rate, silence_floor=self.transcriber.settings.silence_floor_dbfs).pcm
-        if audio.rms_dbfs(pcm, engine.sample_rate) < self.transcriber.settings.silence_floor_dbfs:
+            pcm = audio.load(path, engine.sample_rate, silence_floor=self.settings.silence_floor_dbfs).pcm
+        if audio.rms_dbfs(pcm, engine.sample_rate) < self.settings.silence_floor_dbfs:
             return ""
+        if engine.name == "whisper":
+            grammar = engine.grammar(phrases) if phrases and self.way.hints else None
+            w = self.way
+            return engine.quick(pcm, grammar, beam_size=w.beam_size, window=w.window, vad=w.vad)[0]
         grammar = None
-        if phrases and self.transcriber.settings.grammars:
+        if phrases and self.settings.grammars:
             try:
                 grammar = self.transcriber.grammar(language, phrases)
             except Exception as e:  # noqa: BLE001 - none of the phrases in the model's vocabulary: decode freely
@@ -117,12 +170,11 @@ class QuickTranscriber:
             t = engine.transcribe(pcm, grammar)
             if t.text and t.confidence >= GRAMMAR_MIN_CONFIDENCE:
                 return t.text
-        if engine.name == "whisper":
-            # Greedy, no word timings, and no hotwords: with hints a greedy pass can loop on one word until the
-            # context is full (30 s on a loaded machine for a 2-second name); the fuzzy matching that follows
-            # copes with near misses, and the caller hears what was understood.
-            return engine.transcribe(pcm, None, beam_size=1, word_timestamps=False, max_new_tokens=MAX_TOKENS).text
         return engine.transcribe(pcm).text
+
+
+_shared: dict[tuple, Any] = {}  # (model path, threads, parallel) -> the loaded Whisper model, one per process
+_shared_lock = threading.Lock()
 
 
 def _upsampled(path: Path, rate: int) -> bytes | None:
@@ -146,10 +198,10 @@ def _upsampled(path: Path, rate: int) -> bytes | None:
     return np.interp(t, np.arange(len(x), dtype=np.float32), x).astype("<i2").tobytes()
 
 
-def from_context(ctx, settings) -> Understander | None:
+def from_context(ctx, settings, way: QuickWay | None = None) -> Understander | None:
     """The channel's understander, when the gateway gave an interpret port and confirmation is on."""
     interpret = getattr(ctx, "interpret", None)
     if interpret is None or not settings.ivr.confirm:
         return None
     models_dir = settings.stt.models_dir or Path(ctx.data_dir) / "models"  # where `models install` puts them
-    return Understander(QuickTranscriber(settings.stt, models_dir), interpret, ctx.blobs)
+    return Understander(QuickTranscriber(settings.stt, models_dir, way=way), interpret, ctx.blobs)

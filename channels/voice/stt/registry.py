@@ -15,12 +15,9 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import logging
-import os
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Sequence
 
 from . import vosk as vosk_engine
 from . import whisper as whisper_engine
@@ -128,77 +125,3 @@ def build(info: ModelInfo, language: str, settings: SttSettings) -> Engine:
         raise EngineError(f"unknown engine {info.engine!r}")
     log.info("speech-to-text for %s: %s with model %s (%s, %d Hz)", language, info.engine, engine.model, info.source, engine.sample_rate)
     return engine
-
-
-# -- at once, while the caller waits ----------------------------------------------------------------------------
-class Quick(NamedTuple):
-    text: str
-    confidence: float
-
-
-class QuickTranscriber:
-    """One short answer transcribed now, while the caller waits on the line (the IVR reads back the asset it
-    understood). The engine is loaded once per process and shared by every call; Whisper decodes greedily
-    (beam 1) with the expected phrases as hints, over a window as long as the answer (`WhisperEngine.quick`;
-    `window=False`: the usual padded 30 s), and runs up to `parallel` answers at once; Vosk decodes against a
-    grammar of the hints, then freely when nothing of it was heard."""
-
-    def __init__(self, engine: Engine, silence_floor: float, beam_size: int, window: bool = True):
-        self.engine, self.silence_floor, self.beam_size, self.window = engine, silence_floor, beam_size, window
-        self.model, self.language = engine.model, engine.language
-
-    def transcribe(self, source, hints: Sequence[str] = ()) -> Quick:
-        """`source`: a recording (path or bytes, any format `audio.load` reads) or raw 16-bit mono PCM at the
-        engine's rate wrapped as `audio.Audio`. Returns (text, confidence); ("", 0.0) for a silent one."""
-        from . import audio
-
-        a = source if isinstance(source, audio.Audio) else audio.load(source, self.engine.sample_rate, silence_floor=self.silence_floor)
-        if a.silent:
-            return Quick("", 0.0)
-        prepare = getattr(self.engine, "grammar", None)
-        grammar = None
-        if hints and prepare is not None:
-            try:
-                grammar = prepare(list(hints))
-            except EngineError:  # no hint in the model's vocabulary: decode freely
-                grammar = None
-        if self.engine.name == "whisper":
-            if self.window:
-                return Quick(*self.engine.quick(a.pcm, grammar, beam_size=self.beam_size))
-            t = self.engine.transcribe(a.pcm, grammar, beam_size=self.beam_size, word_timestamps=False)
-        else:
-            t = self.engine.transcribe(a.pcm, grammar)
-            if grammar is not None and not t.text:
-                t = self.engine.transcribe(a.pcm)
-        return Quick(t.text, t.confidence)
-
-
-_quick: dict[tuple, QuickTranscriber] = {}
-_quick_models: dict[tuple, Engine] = {}
-_quick_lock = threading.Lock()
-
-
-def quick_transcriber(settings: SttSettings | None, language: str, models_dir: Path | None = None, *,
-                      beam_size: int = 1, parallel: int | None = None, window: bool = True) -> QuickTranscriber:
-    """The process's at-once transcriber for `language` (built on first use, then reused): the model
-    `choose()` picks for the language. Raises EngineError when the language has no model."""
-    settings = settings or SttSettings()
-    models_dir = models_dir if models_dir is not None else settings.models_dir
-    info = choose(language, settings, models_dir)
-    parallel = parallel or max(1, min(4, os.cpu_count() or 1))
-    key = (info.engine, info.path, language, beam_size, parallel, window)
-    with _quick_lock:
-        if key not in _quick:
-            if info.engine == "whisper":
-                # A multilingual model is loaded once for every language it serves (a SIP worker keeps one copy).
-                shared = (info.path, beam_size, parallel)
-                loaded = _quick_models.get(shared)
-                if loaded is None:
-                    loaded = _quick_models[shared] = whisper_engine.WhisperEngine(
-                        info.path, language, compute_type=settings.whisper_compute_type, cpu_threads=1,
-                        beam_size=beam_size, hints=settings.whisper_hints, num_workers=parallel)
-                engine = loaded.for_language(language)
-            else:
-                engine = build(info, language, settings)
-            _quick[key] = QuickTranscriber(engine, settings.silence_floor_dbfs, beam_size, window)
-        return _quick[key]

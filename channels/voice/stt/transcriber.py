@@ -1,7 +1,10 @@
 """One object to transcribe recordings by language: engines loaded once (per process) and reused.
 
 `transcribe()` normalises the recording to the engine's rate, skips the engine for a silent recording (it
-comes back flagged `silent`, with an empty text and zero confidence), and decodes the rest.
+comes back flagged `silent`, with an empty text and zero confidence), and decodes the rest. With `window`
+(seconds), a short recording goes to Whisper in one window of that length instead of faster-whisper's padded
+30 s (`WhisperEngine.short`: the same words and timings for a fraction of the encoder's cost); the
+transcription workers use it (`worker.SHORT_WINDOW`), the WER benches do not.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from .settings import SttSettings
 
 
 class Transcriber:
-    def __init__(self, settings: SttSettings | None = None, models_dir: Path | None = None, engine: str | None = None):
+    def __init__(self, settings: SttSettings | None = None, models_dir: Path | None = None, engine: str | None = None,
+                 window: float | None = None):
         self.settings = settings or SttSettings()
+        self.window = window
         self.models_dir = models_dir if models_dir is not None else self.settings.models_dir
         self.engine_override = engine
         self._engines: dict[str, Engine] = {}
@@ -75,4 +80,6 @@ class Transcriber:
         a = audio.load(source, engine.sample_rate, silence_floor=self.settings.silence_floor_dbfs)
         if a.silent:
             return Transcript("", 0.0, engine.name, engine.model, language, round(a.duration, 3), silent=True)
+        if self.window is not None and hasattr(engine, "short"):
+            return engine.short(a.pcm, grammar, window=self.window)
         return engine.transcribe(a.pcm, grammar)

@@ -56,6 +56,8 @@ def trim_hint_echo(words: list[Word]) -> list[Word]:
 
 LOOP_REPEATS = 3  # the same run of words this many times in a row is Whisper looping, not a caller speaking
 TOKENS_PER_SECOND = 10  # speech is 3-6 tokens a second; past this a window is looping (cap per 30-s window)
+PREPEND_PUNCTUATION, APPEND_PUNCTUATION = "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、"  # faster-whisper's defaults
+SHORT_SECONDS = 28  # `short` decodes up to this in one window (Whisper's is 30 s); longer goes to `transcribe`
 
 
 def collapse_loops(words: list[Word], longest: int = 6) -> list[Word]:
@@ -114,37 +116,72 @@ class WhisperEngine:
         twin.language = language
         return twin
 
-    def quick(self, pcm: bytes, grammar: Grammar | None = None, *, beam_size: int = 1) -> tuple[str, float]:
-        """One short answer (up to 30 s), decoded for a caller who waits: the encoder is given a window as long
-        as the audio (plus a second) instead of Whisper's padded 30 s, which is most of the cost (bench/stt_bias.py
-        quick: 0.36 against 1.3 CPU s for a 5-s answer). CTranslate2 takes the shorter input as it is; the
-        hints go in the previous-text prompt, as faster-whisper's hotwords do. Returns (text, confidence)."""
+    def quick(self, pcm: bytes, grammar: Grammar | None = None, *, beam_size: int = 1, window: float = 0.0,
+              vad: bool = False) -> tuple[str, float]:
+        """One short answer decoded for a caller who waits (`short` without word timings). `vad`: Silero (shipped
+        with faster-whisper) first cuts the silence around and inside the answer. Returns (text, confidence)."""
+        import numpy as np
+
+        if vad:
+            from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
+
+            samples = np.frombuffer(pcm, dtype=np.int16)
+            spans = get_speech_timestamps(samples.astype(np.float32) / 32768.0, VadOptions(min_silence_duration_ms=300, speech_pad_ms=200))
+            if not spans:
+                return "", 0.0
+            pcm = np.concatenate(collect_chunks(samples, spans)[0]).astype(np.int16).tobytes()
+        t = self.short(pcm, grammar, beam_size=beam_size, window=window, words=False)
+        return t.text, t.confidence
+
+    def short(self, pcm: bytes, grammar: Grammar | None = None, *, beam_size: int | None = None, window: float = 0.0,
+              words: bool = True) -> Transcript:
+        """A short recording (up to `SHORT_SECONDS`) in one window: the encoder's input is `window` seconds of
+        features (the recording padded with silence), or as long as the recording plus a second when it is longer;
+        `window=0`: as long as the recording (at least 5 s); 30: Whisper's own padded window. The encoder is most
+        of the cost and grows with its input (bench/confirm.py `--variants`); CTranslate2 takes a shorter input as
+        it is, where faster-whisper's `transcribe` always pads to 30 s. No timestamp tokens, the new tokens
+        capped by the recording's seconds (a short answer cannot loop for long), the hints in the previous-text
+        prompt as faster-whisper's hotwords are; `words`: word timings and probabilities from the same encoder
+        output (faster-whisper's alignment), as the ticket shows them. Longer recordings go to `transcribe`."""
         import math
 
-        import ctranslate2
         import numpy as np
 
         samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
         seconds = len(samples) / self.sample_rate
-        if seconds > 29:
-            t = self.transcribe(pcm, grammar, beam_size=beam_size, word_timestamps=False)
-            return t.text, t.confidence
+        if seconds > SHORT_SECONDS:
+            return self.transcribe(pcm, grammar, beam_size=beam_size, word_timestamps=words)
         m = self._model
         features = m.feature_extractor(samples)
-        frames = min(3000, 100 * max(5, math.ceil(seconds + 1)))
+        frames = int(min(3000, 100 * max(window or 5, math.ceil(seconds + 1))))
+        frames += frames % 2  # the encoder's convolution halves the frames
         features = features[:, :frames] if features.shape[1] >= frames else np.pad(features, ((0, 0), (0, frames - features.shape[1])))
         tok = m.hf_tokenizer
+        eot = tok.token_to_id("<|endoftext|>")
         start = [tok.token_to_id(t) for t in ("<|startoftranscript|>", f"<|{self.language}|>", "<|transcribe|>", "<|notimestamps|>")]
         prompt = start
-        if grammar is not None and grammar.phrases and self.hints != "off":
-            hinted = tok.encode(" " + ", ".join(grammar.phrases), add_special_tokens=False).ids[: m.max_length // 2 - 1]
-            prompt = [tok.token_to_id("<|startofprev|>"), *hinted, *start]
-        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None].astype(np.float32)))
+        hinted = grammar is not None and grammar.phrases and self.hints != "off"
+        if hinted:
+            hints = tok.encode(" " + ", ".join(grammar.phrases), add_special_tokens=False).ids[: m.max_length // 2 - 1]
+            prompt = [tok.token_to_id("<|startofprev|>"), *hints, *start]
         with self._lock:
-            r = m.model.generate(view, [prompt], beam_size=beam_size, return_scores=True, suppress_blank=True,
-                                 max_length=min(m.max_length, len(prompt) + 16 * math.ceil(seconds) + 16))[0]
-        text = tok.decode([i for i in r.sequences_ids[0] if i < tok.token_to_id("<|endoftext|>")]).strip()
-        return text, round(math.exp(r.scores[0]), 4) if text else 0.0
+            encoded = m.encode(np.ascontiguousarray(features.astype(np.float32)))
+            r = m.model.generate(encoded, [prompt], beam_size=beam_size or self.beam_size, return_scores=True, suppress_blank=True,
+                                 max_length=min(m.max_length, len(prompt) + TOKENS_PER_SECOND * math.ceil(seconds) + 16))[0]
+            tokens = [i for i in r.sequences_ids[0] if i < eot]
+            aligned = []
+            if words and tokens:
+                from faster_whisper.tokenizer import Tokenizer
+                from faster_whisper.transcribe import merge_punctuations
+
+                tokenizer = Tokenizer(tok, True, task="transcribe", language=self.language)
+                aligned = m.find_alignment(tokenizer, [tokens], encoded, min(frames, math.ceil(seconds * 100)))[0]
+                merge_punctuations(aligned, PREPEND_PUNCTUATION, APPEND_PUNCTUATION)  # as faster-whisper's own words
+        text = tok.decode(tokens).strip()
+        confidence = round(math.exp(r.scores[0]), 4) if text else 0.0
+        found = [Word(w["word"].strip(), round(float(w["start"]), 3), round(float(w["end"]), 3), round(float(w["probability"]), 4))
+                 for w in aligned if w["word"].strip()]
+        return self._finish(pcm, found, text, hinted, None if words else confidence)
 
     def grammar(self, phrases) -> Grammar | None:
         """Whisper takes no grammar: the phrases become hints that bias the decoding (None when hints are off)."""
@@ -186,16 +223,24 @@ class WhisperEngine:
             if w.word.strip()
         ]
         text = " ".join(s.text.strip() for s in segments).strip()
+        confidence = None
+        if not word_timestamps and segments:  # no word probabilities: the segments' mean token probability
+            import math
+
+            confidence = round(sum(math.exp(s.avg_logprob) for s in segments) / len(segments), 4)
+        return self._finish(pcm, words, text, bool(hints), confidence)
+
+    def _finish(self, pcm: bytes, words: list[Word], text: str, hinted: bool, confidence: float | None) -> Transcript:
+        """Loops collapsed, hints recited after the speech dropped; the confidence from the words unless given."""
         if words and len(kept := collapse_loops(words)) < len(words):
             words, text = kept, re.sub(r" (?=['’,.;:!?])", "", " ".join(w.word for w in kept))
-        if hints and words:
+        if hinted and words:
             kept = trim_hint_echo(words)
             if len(kept) < len(words):
                 words, text = kept, re.sub(r" (?=['’,.;:!?])", "", " ".join(w.word for w in kept))
         t = make_transcript(self, pcm, words, text)
-        if not word_timestamps and segments:  # no word probabilities: the segments' mean token probability
+        if confidence is not None:
             from dataclasses import replace
-            import math
 
-            t = replace(t, confidence=round(sum(math.exp(s.avg_logprob) for s in segments) / len(segments), 4))
+            t = replace(t, confidence=confidence)
         return t

@@ -40,6 +40,10 @@ def worker_name(index: int = 0) -> str:
 
 
 GRAMMAR_MIN_CONFIDENCE = 0.6  # below this a grammar result is not trusted: decode freely
+# A recording of up to 28 s is decoded by Whisper in one window this long (padded; longer answers get a window
+# as long as themselves) instead of faster-whisper's 30 s: a 5-s answer costs a third of the CPU, with the same
+# words and timings (bench/time_to_transcript.py, bench/calls.py; BENCHMARKS.md "Time to transcript").
+SHORT_WINDOW = 10.0
 
 
 def directory_phrases(directory) -> dict[str, list[str]]:
@@ -218,7 +222,7 @@ def worker_from_core(core, index: int = 0, engine: str | None = None, lease_seco
             cache.update({"of": directory, "phrases": directory_phrases(directory)})
         return cache["phrases"]
 
-    return Worker(queue, core.blobs, Transcriber(settings, models_dir, engine), name=worker_name(index),
+    return Worker(queue, core.blobs, Transcriber(settings, models_dir, engine, window=SHORT_WINDOW), name=worker_name(index),
                   poll_seconds=settings.poll_seconds, phrases=phrases if settings.grammars else None,
                   rediscover_seconds=settings.rediscover_seconds)
 
