@@ -99,7 +99,7 @@ def test_merge_moves_messages_and_recordings_and_the_old_number_keeps_working(co
     assert old.events[-1].data["into"] == keep.ticket_number
     assert incidents.incident(dup.ticket_number).merged_into == keep.ticket_number
     with core.sessions() as s:
-        assert s.scalar(select(func.count()).select_from(Message).where(Message.ticket_id == keep.ticket_id)) == 2
+        assert s.scalar(select(func.count()).select_from(Message).where(Message.ticket_id == keep.ticket_id, Message.direction == "in")) == 2
 
     # The merged reporter's number, with their PIN or their caller id, answers with the survivor's status.
     digits = dup.ticket_number.split("-", 1)[1].replace("-", "")
@@ -111,6 +111,10 @@ def test_merge_moves_messages_and_recordings_and_the_old_number_keeps_working(co
     status = core.desk.status_lookup(dup.ticket_number, PEOPLE[1].phone)
     assert status is not None and status.number == keep.ticket_number and status.status == "in_progress"
     assert core.desk.status_lookup(dup.ticket_number, "nessuno@altrove.example.net") is None
+
+    # Writing about the old number (its tag in the subject) adds to the survivor, not a new ticket.
+    back = core.intake.submit(Contact(Channel.EMAIL, "<m-back@example.org>", sender=PEOPLE[1], subject=f"Re: [{dup.ticket_number}]", text="Ancora guasto"))
+    assert (back.ticket_number, str(back.outcome)) == (keep.ticket_number, "appended")
 
     with pytest.raises(LifecycleError, match="closed"):
         incidents.merge(dup.ticket_number, keep.ticket_number, "primo")

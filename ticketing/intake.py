@@ -31,6 +31,7 @@ from .contact import Attachment, Contact
 from .directory import Directory, DirUser, load_directory
 from .extraction import DEFAULT_PIPELINE, Extraction, Field, extract
 from .lifecycle import Lifecycle
+from .links import survivor
 from .models import Event, Message, Rejection, StoredAttachment, Ticket, TicketField, utcnow
 from .numbering import find_numbers, format_number, parse_number
 
@@ -317,7 +318,7 @@ class IntakeService:
         for number in numbers:
             ticket = self.ticket_by_number(session, number)
             if ticket is not None:
-                return ticket
+                return survivor(session, ticket)  # a merged ticket's number threads to where it was merged (issue 13 §4)
         ids = [i for i in (hints.in_reply_to, *hints.references) if i]
         if ids:
             row = session.execute(
