@@ -160,6 +160,16 @@ def test_an_operator_sends_the_suggested_workaround_to_a_caller_resolves_and_rea
         assert overflow <= 1, overflow
         assert dialogs == []
         desk.close()
+
+        # 8. The knowledge pages on a phone: nothing wider than the screen.
+        phone = chromium.new_context(locale="it-IT", viewport={"width": 390, "height": 844})
+        page = phone.new_page()
+        login(page, web.url)
+        for url, name in (("/desk/articles", "7-articles-phone.png"), ("/desk/articles/1", "8-article-phone.png")):
+            page.goto(web.url + url)
+            shot(page, name)
+            assert page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth") <= 1, url
+        phone.close()
     finally:
         off_loop(worker.stop())
         SHOTS.mkdir(exist_ok=True)
@@ -167,4 +177,4 @@ def test_an_operator_sends_the_suggested_workaround_to_a_caller_resolves_and_rea
         for path in shots:
             shutil.copy(path, SHOTS / path.name)
             shutil.copy(path, ARTIFACTS / f"kb-story-{path.name}")
-    assert len(shots) == 6 and all(p.stat().st_size > 10_000 for p in shots)
+    assert len(shots) == 8 and all(p.stat().st_size > 10_000 for p in shots)

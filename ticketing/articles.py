@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from .knowledge import LANGUAGES, STATUSES, Article, ArticleData, ArticleVersion, KnowledgeError, save
@@ -163,14 +164,20 @@ class Articles:
         """A new article (its first version); published at once only by someone who may publish."""
         if draft.status == "published" and not may_publish(role):
             raise ArticleForbidden("only a supervisor or an administrator publishes an article: save it as a draft")
-        with self.sessions() as s, s.begin():
-            source_id = self._ticket_id(s, draft.source_ticket) if draft.source_ticket else None
-            base = slugify(draft.title)
-            taken = set(s.scalars(select(Article.slug).where(Article.slug.like(f"{base}%"))))
-            slug = base if base not in taken else next(f"{base}-{n}" for n in range(2, 10_000) if f"{base}-{n}" not in taken)
-            article, _ = save(s, self._data(slug, draft), actor, source_ticket_id=source_id)
-            article_id = article.id
-        return self.get(article_id)
+        for attempt in range(3):  # two operators saving the same title at once: the loser takes the next slug
+            try:
+                with self.sessions() as s, s.begin():
+                    source_id = self._ticket_id(s, draft.source_ticket) if draft.source_ticket else None
+                    base = slugify(draft.title)
+                    taken = set(s.scalars(select(Article.slug).where(Article.slug.like(f"{base}%"))))
+                    slug = base if base not in taken else next(f"{base}-{n}" for n in range(2, 10_000) if f"{base}-{n}" not in taken)
+                    article, _ = save(s, self._data(slug, draft), actor, source_ticket_id=source_id)
+                    article_id = article.id
+                return self.get(article_id)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def update(self, article_id: int, draft: Draft, actor: str, role: str | None, *, version: int | None = None) -> tuple[ArticleView, bool]:
         """Save an edit as the article's next version (nothing when nothing changed); (article, changed)."""
