@@ -16,7 +16,8 @@ Figures:
 - articles precision@3: share of problems with a right article among the 3 suggested (what the operator sees);
 - articles MRR (over the first 10 articles ranked);
 - tickets precision@3: share of the 3 suggested resolved tickets that were about a right article;
-- latency after commit p50 / p99 (worker polling every 0.5 s, as `serve` runs it), and the ranking time alone.
+- latency after commit p50 / p99 (the worker woken by the intake's commit, with its 0.5 s poll kept as `serve`
+  runs it), and the ranking time alone.
 
     .venv/bin/python bench/kb.py               # SQLite
     .venv/bin/python bench/kb.py --postgres    # a throwaway PostgreSQL cluster (bench/_pg.py)

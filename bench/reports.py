@@ -10,6 +10,7 @@ year; the floor in the same run is the login page (a template, no database). Fig
     .venv/bin/python bench/reports.py
     .venv/bin/python bench/reports.py --postgres
     .venv/bin/python bench/reports.py --tickets 20000 --requests 5
+    .venv/bin/python bench/reports.py --db URL   # a database this bench already filled: reused
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--tickets", type=int, default=100_000)
     ap.add_argument("--requests", type=int, default=20)
     ap.add_argument("--postgres", action="store_true")
+    ap.add_argument("--db", help="an existing database URL, filled by this bench before: reused as it is")
     args = ap.parse_args()
     os.chdir(ROOT)
     import logging
@@ -81,15 +83,22 @@ def main() -> None:
 
     from bench._pg import bench_database
 
-    workdir, url, pg = bench_database("hd-bench-reports-", args.postgres)
+    if args.db:
+        import tempfile
+
+        workdir, url, pg = Path(tempfile.mkdtemp(prefix="hd-bench-reports-")), args.db, None
+    else:
+        workdir, url, pg = bench_database("hd-bench-reports-", args.postgres)
     try:
         core = build_core(config(workdir, url))
-        seed_directory(core)
-        t0 = time.perf_counter()
-        fill(core, args.tickets)
-        fill_activity(core)
-        print(f"# {args.tickets} tickets with messages and resolutions written in {time.perf_counter() - t0:.1f} s ({core.engine.dialect.name})")
-        core.desk.accounts.add("bench.op", "Bench", "password lunga 1", role="supervisor")
+        if not args.db:
+            seed_directory(core)
+            t0 = time.perf_counter()
+            fill(core, args.tickets)
+            fill_activity(core)
+            print(f"# {args.tickets} tickets with messages and resolutions written in {time.perf_counter() - t0:.1f} s ({core.engine.dialect.name})")
+        if core.desk.accounts.get("bench.op") is None:
+            core.desk.accounts.add("bench.op", "Bench", "password lunga 1", role="supervisor")
         token = core.desk.accounts.create_token("bench")
         settings = WebSettings(enabled=True, port=0, cookie_secure=False, submit_per_minute=0, status_per_minute=0,
                                login_per_minute=0, api_per_minute=0)
