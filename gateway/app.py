@@ -233,4 +233,4 @@ def _readmit(core: Core):
     from ticketing.readmit import Readmissions
 
     intake = core.metrics.wrap_intake(core.intake) if core.metrics is not None else core.intake
-    return Readmissions(core.sessions, intake, core.blobs, {"email": MailReader(core.blobs)}, core.config.ticketing.number_prefix)
+    return Readmissions(core.sessions, intake, core.blobs, {"email": MailReader(core.blobs, core.config.email.max_attachment_bytes)}, core.config.ticketing.number_prefix)
