@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from email.utils import make_msgid
 from typing import Iterator, Protocol
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, func, insert, or_, select, update
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from .models import Base, BigId, Event, Message, utcnow
@@ -175,12 +175,23 @@ def sent_recently(session: Session, kind: str, since: datetime, recipient: str |
 
     With `cap`, counting stops there (the answer is min(count, cap)): a limit only asks "cap reached?", and a
     busy hour must not make every acknowledgement count thousands of rows inside the intake transaction."""
-    q = select(OutboxMail.id).where(OutboxMail.kind == kind, OutboxMail.created_at >= since)
-    if recipient is not None:
-        q = q.where(OutboxMail.recipient == recipient)
-    if cap is not None:
-        q = q.limit(max(cap, 0))
-    return session.scalar(select(func.count()).select_from(q.subquery())) or 0
+    statement = _RECENT[(recipient is not None, cap is not None)]
+    params = {"kind": kind, "since": since, "recipient": recipient, "cap": max(cap or 0, 0)}
+    return session.connection().execute(statement, params).scalar() or 0
+
+
+def _recent(to_one: bool, capped: bool):
+    q = select(OutboxMail.id).where(OutboxMail.kind == bindparam("kind"), OutboxMail.created_at >= bindparam("since"))
+    if to_one:
+        q = q.where(OutboxMail.recipient == bindparam("recipient"))
+    if capped:
+        q = q.limit(bindparam("cap", type_=Integer))
+    return select(func.count()).select_from(q.subquery())
+
+
+# Built once: asked inside the intake transaction for new tickets, where building the statement cost more than
+# running it.
+_RECENT = {(to_one, capped): _recent(to_one, capped) for to_one in (False, True) for capped in (False, True)}
 
 
 @dataclass(frozen=True, slots=True)
