@@ -198,6 +198,19 @@ def test_readmitting_a_rejected_mail_makes_exactly_one_ticket(core):
     assert [e.kind for e in t.events].count("readmitted") == 1
     assert readmit.readmit(rejection + 1000, "primo") is None
 
+    # A rejection whose bytes are gone, or of a channel that cannot read its input again, is refused.
+    from ticketing.readmit import CannotReadmit
+
+    from ticketing.contact import BlobRef
+
+    lost = core.intake.reject(Contact(Channel.EMAIL, "sha256:lost", raw=BlobRef("0" * 64, 10)), "unreadable", fault="ours")
+    with pytest.raises(CannotReadmit, match="not in this gateway's blob store"):
+        readmit.readmit(lost, "primo")
+    honeypot = core.intake.reject(Contact(Channel.WEB, "form:honeypot-1", raw=core.blobs.put(b"name=bot")), "honeypot")
+    with pytest.raises(CannotReadmit, match="web contact cannot be read again"):
+        readmit.readmit(honeypot, "primo")
+    assert ticket_count(core) == before + 1
+
 
 # -- the API and the desk over a real server --------------------------------------------------------------------
 def api(w) -> httpx.Client:

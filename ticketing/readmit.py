@@ -74,7 +74,10 @@ class Readmissions:
             raw = self.blobs.get(sha256)
         except (OSError, KeyError, ValueError):
             raise CannotReadmit(f"the raw bytes of rejection {rejection_id} are not in this gateway's blob store") from None
-        contact = reader.contact(raw, external_id, at).replace(external_id=external_id)
+        try:
+            contact = reader.contact(raw, external_id, at).replace(external_id=external_id)
+        except Exception as e:  # noqa: BLE001 - the channel cannot read it (the reason it was rejected as ours)
+            raise CannotReadmit(f"the {channel} channel cannot read rejection {rejection_id}: {type(e).__name__}: {e}"[:500]) from None
         result = self.intake.deliver(contact)
         with self.sessions() as s:
             try:
