@@ -233,6 +233,13 @@ def test_the_api_links_merges_resolves_children_and_readmits(web):
         r = c.post(f"/api/v1/tickets/{dup}/incident", json={"action": "merge", "target": parent})
         assert r.status_code == 200 and r.json()["number"] == parent and r.json()["merged"] == [dup]
         assert c.get(f"/api/v1/tickets/{dup}/incident").json()["merged_into"] == parent
+    with httpx.Client(base_url=web.url) as public:  # the merged reporter asks /status with their old number
+        from tests.test_web_public import lookup
+
+        page = lookup(public, dup, PEOPLE[2].email)
+        assert page.status_code == 200 and parent in page.text
+        assert lookup(public, dup, "qualcuno@altrove.example.net").status_code == 404
+    with api(web) as c:
         refused = c.post(f"/api/v1/tickets/{parent}/incident", json={"action": "resolve_children"})
         assert refused.status_code == 409 and refused.headers["content-type"] == "application/problem+json"
         c.post(f"/api/v1/tickets/{parent}/actions", json={"action": "resolve", "text": "Server riavviato"})
