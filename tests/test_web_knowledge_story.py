@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tests.test_web_mail import mail_core, sink  # noqa: F401  (fixtures)
 from tests.test_web_support import ARTIFACTS, OPERATOR, PASSWORD, chromium, login, web_factory  # noqa: F401  (fixtures)
+from tests.test_web_a11y import axe, serious  # noqa: F401  (fixture)
 from tests.test_web_ticket_page import poll
 
 DATA = Path(__file__).parent / "data" / "stt"
@@ -55,7 +56,7 @@ def call(core, call_id: str, answers: dict[str, tuple[str, str]]) -> str:
     return result.ticket_number
 
 
-def test_an_operator_sends_the_suggested_workaround_to_a_caller_resolves_and_reads_the_reports(mail_core, sink, web_factory, chromium, tmp_path):  # noqa: F811
+def test_an_operator_sends_the_suggested_workaround_to_a_caller_resolves_and_reads_the_reports(mail_core, sink, web_factory, chromium, axe, tmp_path):  # noqa: F811
     from ticketing.suggestions import SuggestionWorker
 
     web = web_factory(mail_core)
@@ -169,6 +170,10 @@ def test_an_operator_sends_the_suggested_workaround_to_a_caller_resolves_and_rea
             page.goto(web.url + url)
             shot(page, name)
             assert page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth") <= 1, url
+        # and no serious or critical WCAG 2.1 A/AA violation (axe-core, as tests/test_web_a11y.py checks the others)
+        for url in ("/desk/articles", "/desk/articles/1", "/desk/articles/new", f"/desk/articles/new?ticket={number}"):
+            page.goto(web.url + url)
+            assert serious(axe, page) == [], url
         phone.close()
     finally:
         off_loop(worker.stop())
