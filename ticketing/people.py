@@ -30,6 +30,7 @@ MATCH = 0.8  # the least score that names a directory user
 SURE = 0.92  # from here on the match is as good as the name written right
 TORN = 0.03  # another user this close on the same words: the match is torn
 MAX_WORDS = 40  # the words of a text looked at: a name is said near the start
+RECENT = 16  # texts whose scores are remembered: the few one contact asks about
 _WORD = re.compile(r"[a-z]+")
 # Words that start or end no name: the phrases around a name, greetings, articles (unless a directory name
 # has them: "De Luca", "Di Stefano").
@@ -65,6 +66,7 @@ class People:
         sounds: list[str] = []
         owner: list[int] = []
         self._tokens: set[str] = set()
+        self._exact: dict[str, list[int]] = {}  # a name's words written together, in any order -> its users
         self._longest = 1
         for i, u in enumerate(self.users):
             words = name_words(u.name)[:4]
@@ -74,10 +76,12 @@ class People:
             self._longest = max(self._longest, len(words))
             orders = {tuple(p) for p in permutations(words)} if len(words) <= 3 else {tuple(words), tuple(words[1:] + words[:1])}
             for order in sorted(orders):
+                self._exact.setdefault("".join(order), []).append(i)
                 letters.append("".join(order))
                 sounds.append("".join(sound_key(w) for w in order))
                 owner.append(i)
         self._letters, self._sounds = letters, sounds
+        self._recent: dict[str, tuple] = {}
         owner_ = np.asarray(owner, dtype=np.int64)
         # each user's variants are contiguous: where they start, and whose they are
         self._starts = np.flatnonzero(np.r_[True, owner_[1:] != owner_[:-1]]) if len(owner_) else owner_
@@ -99,8 +103,18 @@ class People:
         return out
 
     def scores(self, text: str) -> tuple[list[str], list[tuple[int, int]], np.ndarray]:
-        """(words, windows, score per window and user), scores 0–100."""
+        """(words, windows, score per window and user), scores 0–100; the last texts' are remembered (one
+        contact asks about the same words several times: its phrase, its prefix, the name stated)."""
         words = name_words(text)[:MAX_WORDS]
+        key = " ".join(words)
+        if (done := self._recent.get(key)) is not None:
+            return done
+        if len(self._recent) >= RECENT:
+            self._recent.clear()
+        self._recent[key] = done = self._score(words)
+        return done
+
+    def _score(self, words: list[str]) -> tuple[list[str], list[tuple[int, int]], np.ndarray]:
         windows = self._windows(words)
         if not windows or not self._letters:
             return words, windows, np.zeros((len(windows), len(self.users)))
@@ -120,6 +134,12 @@ class People:
         `department` given, else the words after the name, wins; without one, the match is torn."""
         if not text or not self.users:
             return None
+        # The name as the directory writes it (most mail senders, most clear answers): no scoring needed.
+        words = name_words(text)[:MAX_WORDS]
+        for start, end in self._windows(words):
+            if (exact := self._exact.get("".join(words[start:end]))) is not None:
+                users = list(dict.fromkeys(exact))
+                return self._pick(users, users[0], 1.0, words, start, end, department)
         words, windows, per_user = self.scores(text)
         if not windows:
             return None
@@ -135,7 +155,10 @@ class People:
         near = per_user[overlapping].max(axis=0)
         score = float(per_user[row].max())
         rivals = [int(i) for i in np.nonzero(near >= score - TORN * 100)[0]]
-        chosen = int(per_user[row].argmax())
+        return self._pick(rivals, int(per_user[row].argmax()), score / 100, words, start, end, department)
+
+    def _pick(self, rivals: list[int], chosen: int, score: float, words: list[str], start: int, end: int, department: str | None) -> PersonMatch:
+        """Between users the same words fit about as well, the one whose department fits wins, else it is torn."""
         torn = len(rivals) > 1
         if torn:
             hint = fold(department) if department else " ".join(words[end:])
@@ -144,4 +167,4 @@ class People:
                 chosen, torn = fits[0], False
             elif chosen not in rivals:
                 chosen = rivals[0]
-        return PersonMatch(self.users[chosen], round(score / 100, 3), " ".join(words[start:end]), torn, start, end)
+        return PersonMatch(self.users[chosen], round(score, 3), " ".join(words[start:end]), torn, start, end)

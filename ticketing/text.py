@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 _COMBINING = re.compile(r"[\u0300-\u036f]")
 _SPACES = re.compile(r"[ \t\u00a0]+")
@@ -34,6 +35,7 @@ _SOUND_SPELLINGS = tuple((re.compile(p), r) for p, r in (
 _SOUND_CLASSES = str.maketrans("bdgcqkvzrnieu", "ptkkkkfslmeeo")
 
 
+@lru_cache(maxsize=1 << 16)
 def sound_key(word: str) -> str:
     """A coarse key of how a folded word sounds (see above): equal or near for spellings a recogniser mixes up.
     `sound_key("rossi") == "lose"`, `sound_key("losti") == "loste"`, `sound_key("giorgio") == "joljo"`."""
