@@ -119,8 +119,10 @@ def test_operators_draft_supervisors_publish_every_save_is_a_version(core, web_f
         assert [h.ref for h in hits] == [first]  # published: in the index the suggestions read
 
         # A published article is the supervisors' to edit.
-        action, fields = editor(op, f"/desk/articles/{first}/edit")
-        assert op.post(action, data={**fields, "title": "Changé"}).status_code == 403
+        assert op.get(f"/desk/articles/{first}/edit").status_code == 403
+        action, fields = editor(sup, f"/desk/articles/{first}/edit")
+        refused = op.post(action, data={**fields, "csrf": csrf, "title": "Changé"})
+        assert refused.status_code == 403 and 'id="kb-error"' in refused.text  # the role, not the CSRF token
         # An unknown asset is named, and nothing is written.
         action, fields = editor(op, "/desk/articles/new")
         fields.update(title="Un titolo", solution="Qualcosa", assets="NOPE-404")

@@ -291,8 +291,11 @@ async def desk_edit(request: Request, article_id: int = Path(ge=1, le=2**62), op
     view = await _view(request, article_id)
     if view is None:
         return render(request, "error.html", 404, message=Texts(language(request))("kb_not_found"))
+    role = await _me(request, operator)
+    if view.status == "published" and role not in ("supervisor", "admin"):  # say so now, not after the operator typed
+        return render(request, "error.html", 403, message=Texts(language(request))("kb_publish_forbidden"))
     draft = Draft(view.title, view.symptom, view.solution, view.asset_tags, view.asset_kinds, view.language, view.status)
-    return _editor(request, draft, article=view, role=await _me(request, operator), version=view.version)
+    return _editor(request, draft, article=view, role=role, version=view.version)
 
 
 @desk.post("/articles/{article_id}")
