@@ -143,7 +143,13 @@ class Directory:
         self._alias_list = list(aliases)
         # The aliases near misses are looked for, fixed once per snapshot: each contact's candidate phrases are
         # scored against all of them in one rapidfuzz.process.cdist call (C, no Python loop per alias).
-        self._fuzzy_aliases = [a for a in self._alias_list if len(a) >= 4]
+        # Also each alias as written (its synonyms not replaced by their class): "posta certificata" is "pec" as a
+        # class, but "vostra certificata" is a near miss of the words.
+        self._fuzzy_of = dict(aliases)
+        for a in self.assets:
+            for alias in (a.name, *a.aliases):
+                self._fuzzy_of.setdefault(content_words(spoken_numbers(fold(alias))), a)
+        self._fuzzy_aliases = [k for k in self._fuzzy_of if len(k) >= 4]
         self._ident_re = self._alternation({_ident_pattern(k): k for k in idents})
         self._alias_re = self._alternation({re.escape(k): k for k in aliases})
         self._stemmed: dict[str, DirAsset] = {}
@@ -252,8 +258,8 @@ class Directory:
             return hit
         if self._stem_re is not None and (hit := self._by_alias(self._stem_re, self._stemmed, stems(words), 0.7, 0.5, "stem")):
             return hit
-        if self._alias_list:
-            return self._fuzzy(words)
+        if self._fuzzy_aliases:
+            return self._fuzzy(f"{words}\n{content_words(spoken_numbers(heard))}")
         return None
 
     def _by_words(self, words: str) -> AssetMatch | None:
@@ -345,8 +351,10 @@ class Directory:
         return AssetMatch(self.assets[i], 0.85, "number", self.assets[i].tag)
 
     def _fuzzy(self, text: str) -> AssetMatch | None:
-        words = text.split()[:400]
-        grams = {" ".join(words[i : i + n]) for n in (1, 2, 3) for i in range(len(words) - n + 1)}
+        grams = set()
+        for line in text.split("\n"):  # the words as classes, and as said
+            words = line.split()[:400]
+            grams |= {" ".join(words[i : i + n]) for n in (1, 2, 3) for i in range(len(words) - n + 1)}
         grams = [g for g in grams if len(g) >= 4]
         if not grams:
             return None
@@ -358,7 +366,7 @@ class Directory:
         if score < 85:
             return None
         alias = self._fuzzy_aliases[best]
-        return AssetMatch(self._aliases[alias], round(0.8 * score / 100, 2), "fuzzy", alias)
+        return AssetMatch(self._fuzzy_of[alias], round(0.8 * score / 100, 2), "fuzzy", alias)
 
 
 def load_directory(session) -> Directory:
