@@ -92,6 +92,51 @@ def p95(values: list[float]) -> float:
     return v[min(len(v) - 1, max(0, int(np.ceil(0.95 * len(v))) - 1))]
 
 
+def job_cpu(models_dir: Path | None, calls: list, windows: list[str], line: Line) -> None:
+    """CPU seconds per transcription job, one job at a time on one thread (what a worker thread spends; on a busy
+    machine the wall-clock wait measures the others' load, the CPU does not): every answer of `calls`, decoded as
+    a worker does it (hints per question, beam and hints as configured) with each window."""
+    import resource
+
+    from channels.voice.stt.settings import SttSettings
+    from channels.voice.stt.transcriber import Transcriber
+    from channels.voice.stt.worker import directory_phrases
+    from gateway.app import build_core, seed_directory
+    from gateway.config import load_config
+
+    tmp = Path(tempfile.mkdtemp(prefix="ttt-cpu-"))
+    core = build_core(load_config(None, environ={**os.environ, "HELPDESK_GATEWAY__STORAGE__DATA_DIR": str(tmp)}))
+    seed_directory(core)
+    phrases = directory_phrases(core.intake.directory.get())
+    core.close()
+    answers = [(recording(text, VOICES[c.lang][i % 2], line), c.lang, q) for i, c in enumerate(calls)
+               for q, text in (("name", c.name), ("asset", c.asset), ("anomaly", c.problem))]
+    print(f"| window | jobs | CPU s per job (1 thread) | answer s (mean) | load before → after |")
+    print("|---|---|---|---|---|")
+    texts = {}
+    for w in windows:
+        load0 = loadavg()
+        t = Transcriber(SttSettings(models_dir=models_dir), models_dir, window=None if w == "padded" else float(w))
+        for lang in {a[1] for a in answers}:
+            t.engine(lang)
+        cpu = 0.0
+        seconds = 0.0
+        for path, lang, q in answers:
+            g = t.grammar(lang, phrases[q])
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            got = t.transcribe(path, lang, g)
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            cpu += (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+            seconds += got.duration
+            texts.setdefault(str(path), {})[w] = got.text
+        print(f"| {w} | {len(answers)} | {cpu / len(answers):.2f} | {seconds / len(answers):.1f} | {load0} → {loadavg()} |", flush=True)
+    same = sum(len(set(v.values())) == 1 for v in texts.values())
+    print(f"same text with every window: {same}/{len(texts)}")
+    for k, v in texts.items():
+        if len(set(v.values())) > 1:
+            print(f"  {Path(k).name}: {v}", file=sys.stderr)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models-dir", type=Path)
@@ -101,6 +146,8 @@ def main() -> int:
     ap.add_argument("--lang", action="append", choices=LANGUAGES)
     ap.add_argument("--window", default=None, help="the workers' Whisper window for short recordings, seconds, or "
                     "'padded' for faster-whisper's own 30 s (default: channels/voice/stt/worker.py SHORT_WINDOW)")
+    ap.add_argument("--job-cpu", help="instead: CPU s per job for these windows (comma-separated, e.g. padded,10), "
+                    "on the answers of --rounds × (--calls + 1) calls")
     args = ap.parse_args()
     if args.window is not None:
         from channels.voice.stt import worker
@@ -112,6 +159,9 @@ def main() -> int:
     pool = [c for c in load_set() if not args.lang or c.lang in args.lang]
     pool = [c for i in range(len(pool)) for c in pool[i::7][:1]][: (args.rounds * (args.calls + 1))]  # spread over the set
     line = Line()
+    if args.job_cpu:
+        job_cpu(args.models_dir, pool, args.job_cpu.split(","), line)
+        return 0
     for c in pool:  # synthesised before anything is timed
         for v in VOICES[c.lang]:
             for text in (c.name, c.asset, c.problem, c.again):
