@@ -187,8 +187,8 @@ class SuggestionWorker:
 
     name = "suggestions"
 
-    def __init__(self, sessions, prefix: str, seconds: float = 0.5):
-        self.sessions, self.prefix, self.seconds = sessions, prefix, seconds
+    def __init__(self, sessions, prefix: str, seconds: float = 0.5, spacing: float = 0.02):
+        self.sessions, self.prefix, self.seconds, self.spacing = sessions, prefix, seconds, spacing
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -201,6 +201,9 @@ class SuggestionWorker:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.seconds)
+            # At most one pass every `spacing` seconds: under a burst of intake the passes take bigger batches
+            # rather than holding SQLite's write lock after every commit.
+            self._stop.wait(self.spacing)
             self._wake.clear()  # before the pass: a commit during it makes another
             if self._stop.is_set():
                 return
