@@ -3,7 +3,8 @@
 shows the asset as the caller confirmed it (`source` "caller", confidence 1), or the best guess flagged after
 two refusals. And a whole call in French (2 at the language menu): French prompts, the asset said back in
 French, the ticket number read in French, and after the transcription jobs a ticket whose fields are right.
-(Over SIP: tests/test_voice_sip.py.)
+Over SIP (sipp against the pjsua2 transport): an asset answer that matches nothing is asked for again, and the
+second one confirmed (the plain confirmation over SIP: tests/test_voice_sip.py).
 
 The callers' answers are synthesised with voices the prompts never use, at 8 kHz as a phone line carries
 them: festival's `kal_diphone` (English), espeak-ng's Swiss French (`fr-ch`; the prompts speak `fr`).
@@ -20,10 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, missing
+from tests.conftest import ROOT, missing, wait_for
+from tests.test_voice_sip import sip, work  # noqa: F401 - fixtures (the SIP transport on a free port)
 from tests.test_voice_twilio import (  # noqa: F401 - fixtures
     HOOKS, SOUNDS, SPEECH, UNKNOWN_CALLER, gateway, prompts, recordings, ticket_of,
 )
+from tests.voice_support import Caller, correlation
 
 VOICES = {"en": "(voice_kal_diphone)", "it": "(voice_lp_diphone)"}  # festival
 ESPEAK_VOICES = {"fr": "fr-ch"}  # no French voice for festival in Debian
@@ -146,6 +149,42 @@ def test_twilio_an_answer_that_matches_nothing_twice_goes_on_and_keeps_the_recor
     ticket = ticket_of(sqlite_core, call.sid)
     assert sorted(q for q, _ in ticket["jobs"]) == ["asset", "name"]
     assert sqlite_core.desk.ticket(ticket["number"]).field("asset").source != "caller"
+
+
+# -- SIP ------------------------------------------------------------------------------------------------------------
+def test_sip_an_asset_that_matches_nothing_is_asked_again_and_the_second_answer_confirmed(sip, work):
+    """Giulia Bianchi's number, English, over SIP (sipp, pjsua2): she confirms her name, answers the asset
+    question with Asterisk's "hello world" (no asset), hears "Sorry, I did not understand. Could you say it
+    again", says "the protocol register" (festival's kal voice), hears it said back and presses 1; she hangs up
+    at the problem question. The ticket's asset is PROT-01 from the caller, certain; the asset recording is the
+    second answer."""
+    from channels.voice.testing import RATE, line_audio, read_wav, run_sipp
+    from tests.test_voice_sip import PROMPTS, check, recordings, tickets_of
+
+    def prompt(name: str) -> float:
+        return len(read_wav(PROMPTS / "en" / f"{name}.wav")) / RATE
+
+    again = read_wav(spoken("the protocol register", "en", work / "speech"))
+    c = Caller(110, caller_id="+390554382144", hang_up_at=105)
+    c.key(1.0, "3")  # English
+    c.key(1.5, "1")  # report a problem
+    c.key(2.5, "1")  # "Are you Giulia Bianchi?" yes
+    end = c.say(12.0, "hello-world", "first")
+    c.key(end + 0.5, "#")
+    # transcribed while she waits (up to 11 s: a machine at a load average of 20; the answer may take 15 s), then "say it again" and the question
+    at = end + 11.0 + prompt("say-again") + prompt("say-asset")
+    c.stream.speech(at, again)
+    c.sent["asset"] = line_audio(again)
+    end = at + len(again) / RATE
+    c.key(end + 0.5, "#")
+    c.key(end + 1.0, "1")  # "I understood: Protocollo informatico. Press 1 to confirm": yes (kept until asked)
+    check(run_sipp(c.write(work), sip.port, timeout=200))
+
+    (ticket,) = wait_for(lambda: tickets_of(sip, "+390554382144"), timeout=10)
+    asset = ticket.field("asset")
+    assert asset.value.startswith("PROT-01") and (asset.source, asset.confidence) == ("caller", 1.0)
+    assert tickets_show_json(sip.core, ticket.number)["fields"]["asset"]["source"] == "caller"
+    assert correlation(c.sent["asset"], recordings(sip, ticket)["asset"]) >= 0.9  # the answer said again
 
 
 # -- the core's side of the port --------------------------------------------------------------------------------
