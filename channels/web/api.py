@@ -245,6 +245,7 @@ class ContactIn(BaseModel):
     asset: str = Field("", max_length=200)
     anomaly: str = Field(min_length=1, max_length=4000)
     language: Literal["it", "en"] | None = None
+    urgent: bool | None = Field(None, description="the whole office is blocked (critical urgency); absent: the text decides")
 
     @model_validator(mode="after")
     def _reachable(self) -> ContactIn:
@@ -304,6 +305,7 @@ async def create_ticket(request: Request, body: ContactIn, identity: Identity = 
         text=values["anomaly"],
         language=body.language,
         answers={k: Answer(values[k], "form") for k in ("name", "asset", "anomaly") if values[k]},
+        urgent=body.urgent,
     )
     result = await run_in_threadpool(web(request).ctx.intake.deliver, contact)
     status = 201 if result.outcome == "created" else 200

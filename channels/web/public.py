@@ -83,6 +83,7 @@ async def submit(request: Request):
         return render(request, "error.html", 400, message=str(e))
     sid = data.get("sid") if isinstance(data.get("sid"), str) else ""
     values = {k: clean(data.get(k)) for k in LIMITS}
+    values["urgent"] = "1" if clean(data.get("urgent")) else ""  # the box ticked: the whole office is blocked
     if not SID_RE.match(sid or "") or not csrf_ok(request, data.get("csrf") if isinstance(data.get("csrf"), str) else None, sid):
         # Never a bare error page that loses what the user typed: the form again, their text in it, a fresh
         # token. The submission id stays: if the first post did land (the answer was lost in a restart), sending
@@ -169,6 +170,7 @@ def _contact(values: dict, sid: str, lang: str, attachments, raw) -> Contact:
         attachments=attachments,
         raw=raw,
         answers=answers,
+        urgent=True if values.get("urgent") else None,  # unticked says nothing: the text's cues decide
     )
 
 
