@@ -54,6 +54,7 @@ class ImapFetcher:
         on_committed: Callable[[list[Handled]], None] | None = None,
         sender_check: Callable | None = None,
         max_backoff: float = 60.0,
+        parse_pool: concurrent.futures.Executor | None = None,
     ):
         self.mailbox = mailbox
         self.name = f"email-imap:{mailbox.user}@{mailbox.host}:{mailbox.port}/{mailbox.folder}"
@@ -70,7 +71,10 @@ class ImapFetcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: IMAPClient | None = None
-        # Storing a blob waits on fsync, which releases the GIL: a few threads overlap those waits.
+        # The email channel's parse workers (other processes, shared with the SMTP receiver): parsing, the sender
+        # check and extraction then run beside this thread's fetching and the committer, on every core. Without
+        # them, a few threads of this process.
+        self._workers = parse_pool
         self._pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="imap-prepare")
 
     @property
@@ -191,7 +195,7 @@ class ImapFetcher:
                 break
             batch = uids[start : start + self.mailbox.batch]
             fetched = client.fetch(batch, ["BODY.PEEK[]"])
-            futures = {uid: self._pool.submit(self._prepare, data.get(b"BODY[]") or b"") for uid, data in fetched.items()}
+            futures = {uid: self._submit_prepare(data.get(b"BODY[]") or b"") for uid, data in fetched.items()}
             del fetched
             items: list[tuple[int, Prepared]] = []
             for uid in batch:
@@ -232,6 +236,14 @@ class ImapFetcher:
             self._mark_done(client, done)
             self.taken += len(done)
         return len(items) - len(done)
+
+    def _submit_prepare(self, raw: bytes) -> Future:
+        if self._workers is not None:
+            from .receiver import prepare_job
+
+            root = str(getattr(self.blobs, "root", self.blobs))
+            return self._workers.submit(prepare_job, (raw, root, None, self.max_attachment, self.prefix, self.sender_check, self.extractor))
+        return self._pool.submit(self._prepare, raw)
 
     def _prepare(self, raw: bytes) -> Prepared:
         return prepare(raw, self.blobs, max_attachment=self.max_attachment, prefix=self.prefix, sender_check=self.sender_check,

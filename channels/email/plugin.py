@@ -9,7 +9,7 @@ from typing import Any
 from channels.services import start_all, stop_all
 
 from .auth import SenderCheck
-from .receiver import SmtpReceiver
+from .receiver import SmtpReceiver, parse_pool
 from .settings import EmailSettings
 
 log = logging.getLogger("channels.email")
@@ -18,15 +18,18 @@ log = logging.getLogger("channels.email")
 class EmailChannel:
     name = "email"
 
-    def __init__(self, services: list[Any], mail: Any = None):
+    def __init__(self, services: list[Any], mail: Any = None, pool: Any = None):
         self.services = services
         self.mail = mail  # the outgoing mail, offered to the other channels (gateway/app.py: Shared.offer)
+        self.pool = pool  # the parse workers the receiver and the fetchers share
 
     async def start(self) -> None:
         await start_all(self.services)
 
     async def stop(self) -> None:
         await stop_all(self.services, log, "email")
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def load(ctx) -> EmailChannel:
@@ -43,6 +46,8 @@ def load(ctx) -> EmailChannel:
     services: list[Any] = []
     if acks is not None:
         services.append(acks)
+    # One set of parse workers for the SMTP receiver and every IMAP fetcher (processes: every core parses).
+    pool = parse_pool(settings.smtp.parse_workers) if settings.smtp.enabled or settings.imap else None
     if settings.smtp.enabled:
         services.append(
             SmtpReceiver(
@@ -51,6 +56,7 @@ def load(ctx) -> EmailChannel:
                 blobs_root=ctx.blobs.root,
                 prefix=prefix,
                 on_committed=on_committed,
+                pool=pool,
             )
         )
     for mailbox in settings.imap:
@@ -65,6 +71,7 @@ def load(ctx) -> EmailChannel:
                 prefix=prefix,
                 on_committed=on_committed,
                 sender_check=SenderCheck.from_settings(settings.ack),
+                parse_pool=pool if settings.smtp.parse_workers > 0 else None,
             )
         )
-    return EmailChannel(services, mail=acks)
+    return EmailChannel(services, mail=acks, pool=pool)

@@ -103,7 +103,7 @@ class Handler:
             loop = asyncio.get_running_loop()
             prepared: Prepared = await loop.run_in_executor(
                 self.pool,
-                _prepare_job,
+                prepare_job,
                 (bytes(raw), self.blobs_root, envelope.mail_from, self.max_attachment, self.prefix,
                  self.sender_check.for_client(_peer_ip(session), session.host_name, envelope.mail_from), self.extractor),
             )
@@ -408,7 +408,7 @@ def _peer_ip(session: Session) -> str | None:
     return peer[0] if isinstance(peer, (tuple, list)) and peer else None
 
 
-def _prepare_job(args: tuple) -> Prepared:
+def prepare_job(args: tuple) -> Prepared:
     raw, blobs_root, mail_from, max_attachment, prefix, sender_check, extractor = args
     # The null reverse-path of a bounce arrives as "<>".
     return prepare(raw, blobs_root, envelope_from=mail_from, max_attachment=max_attachment, prefix=prefix,
@@ -434,18 +434,12 @@ class SmtpReceiver:
         blobs_root: Path,
         prefix: str = "HD",
         on_committed: Callable[[list[Handled]], None] | None = None,
+        pool: concurrent.futures.Executor | None = None,
     ):
         self.settings = settings
-        workers = settings.smtp.parse_workers
-        if workers > 0:
-            # spawn, not fork: the gateway process has threads (the committer, database pools) by now. The
-            # workers die with the gateway, kill -9 included (and with them the resource tracker, whose pipe
-            # they hold).
-            self.pool: concurrent.futures.Executor = concurrent.futures.ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(os.getpid(),)
-            )
-        else:
-            self.pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="email-parse")
+        # The channel's parse workers (shared with its IMAP fetchers), or a pool of its own, shut down with it.
+        self._own_pool = pool is None
+        self.pool: concurrent.futures.Executor = pool if pool is not None else parse_pool(settings.smtp.parse_workers)
         self.handler = Handler(settings, blobs_root, intake, self.pool, prefix, on_committed)
         self.gate = Gate(settings.smtp)
         smtp = settings.smtp
@@ -503,7 +497,20 @@ class SmtpReceiver:
                 await asyncio.wait_for(self.server.wait_closed(), 5)
             except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - sessions still open are cut
                 pass
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self._own_pool:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def parse_pool(workers: int) -> concurrent.futures.Executor:
+    """The parse workers: `workers` processes (0: four threads of this process) that run `prepare_job`."""
+    if workers > 0:
+        # spawn, not fork: the gateway process has threads (the committer, database pools) by now. The
+        # workers die with the gateway, kill -9 included (and with them the resource tracker, whose pipe
+        # they hold).
+        return concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(os.getpid(),)
+        )
+    return concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="email-parse")
 
 
 def run_in_thread(receiver_factory: Callable[[], Any]):
