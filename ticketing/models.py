@@ -153,6 +153,14 @@ Index("ix_tickets_order", Ticket.priority, Ticket.created_at.desc(), Ticket.id.d
 # The same order within one organisation, one support group: their filtered queues are read off an index too.
 Index("ix_tickets_organisation", Ticket.organisation_id, Ticket.priority, Ticket.created_at.desc(), Ticket.id.desc(), Ticket.status)
 Index("ix_tickets_group", Ticket.group_id, Ticket.priority, Ticket.created_at.desc(), Ticket.id.desc(), Ticket.status)
+# PostgreSQL: the open queue alone (a third of the tickets at 100,000), counted and paged off small partial indexes
+# (0013) instead of a sequential scan. SQLite's planner cannot use them with bound statuses: not made there.
+_OPEN = Ticket.status.in_(("in_progress", "new", "waiting"))
+Index("ix_tickets_open", Ticket.priority, Ticket.created_at.desc(), Ticket.id.desc(), postgresql_where=_OPEN).ddl_if(dialect="postgresql")
+Index("ix_tickets_open_organisation", Ticket.organisation_id, Ticket.priority, Ticket.created_at.desc(), Ticket.id.desc(),
+      postgresql_where=_OPEN).ddl_if(dialect="postgresql")
+Index("ix_tickets_open_group", Ticket.group_id, Ticket.priority, Ticket.created_at.desc(), Ticket.id.desc(),
+      postgresql_where=_OPEN).ddl_if(dialect="postgresql")
 
 
 class TicketField(Base):
