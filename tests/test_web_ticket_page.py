@@ -101,7 +101,9 @@ def test_every_desk_page_in_every_language_shows_no_internal_key_or_raw_value(we
         desk_login(c)
         for lang in LANGS:
             pages = {"login": c.get(f"/desk/login?lang={lang}"), "queue": c.get(f"/desk/?lang={lang}"), "email": c.get(f"/desk/tickets/{email}?lang={lang}"),
-                     "voice": c.get(f"/desk/tickets/{voice}?lang={lang}")}
+                     "voice": c.get(f"/desk/tickets/{voice}?lang={lang}"), "rejections": c.get(f"/desk/rejections?lang={lang}"),
+                     "search": c.get(f"/desk/search?q=stampante&lang={lang}"), "outbox": c.get(f"/desk/outbox?lang={lang}"),
+                     "articles": c.get(f"/desk/articles?lang={lang}"), "reports": c.get(f"/desk/reports?lang={lang}")}
             for name, r in pages.items():
                 assert r.status_code == 200, (lang, name)
                 assert f'<html lang="{lang}">' in r.text
