@@ -223,8 +223,8 @@ def test_monthly_pdf(core, made, web_factory):  # noqa: F811
                     "First-response and resolution times (minutes)", "Contacts pre-filled with confidence"):
         assert heading in text, heading
     first = next(row for row in expected["times"] if row["measure"] == "first_response")
-    line = next(ln for ln in text.splitlines() if "first_response" in ln)
-    assert line.split()[1:] == [str(first["count"]), str(first["median_minutes"] if first["median_minutes"] is not None else "—"),
+    line = next(ln for ln in text.splitlines() if "First response" in ln)  # the measure in words, not its key
+    assert line.replace("First response", "").split() == [str(first["count"]), str(first["median_minutes"] if first["median_minutes"] is not None else "—"),
                                 str(first["p90_minutes"] if first["p90_minutes"] is not None else "—")]
 
 
@@ -248,6 +248,6 @@ def test_page_in_chromium(core, made, web_factory, page):  # noqa: F811
         assert box and box["width"] > 100 and box["height"] > 10, chart
     widths = [float(x) for x in page.locator("#chart-contacts svg rect").evaluate_all("els => els.map(e => e.getAttribute('width'))")]
     assert len(widths) == 2 and widths[0] == widths[1] > 0  # 2 contacts on each of the two days
-    assert page.locator("#table-times td").first.inner_text().strip() == "first_response"
+    assert page.locator("#table-times td").first.inner_text().strip() == "Prima risposta"  # the desk's language
     assert not violations and not page.dialogs
     shot(page, "reports-desk.png")
