@@ -99,7 +99,7 @@ def main() -> None:
             print(f"# {args.tickets} tickets with messages and resolutions written in {time.perf_counter() - t0:.1f} s ({core.engine.dialect.name})")
         if core.desk.accounts.get("bench.op") is None:
             core.desk.accounts.add("bench.op", "Bench", "password lunga 1", role="supervisor")
-        token = core.desk.accounts.create_token("bench")
+        token = core.desk.accounts.create_token(f"bench-{time.time_ns()}")  # unique: a --db database is reused
         settings = WebSettings(enabled=True, port=0, cookie_secure=False, submit_per_minute=0, status_per_minute=0,
                                login_per_minute=0, api_per_minute=0)
         app = create_app(channel_context(core, settings), core.desk)
