@@ -136,6 +136,7 @@ def test_an_operator_sends_the_suggested_workaround_to_a_caller_resolves_and_rea
         page.click("#do-resolve")
         page.wait_for_url(re.compile(r"done=resolve"))
         assert page.locator("#t-status").get_attribute("data-status") == "resolved"
+        assert page.locator("#suggestions .do-send-workaround").count() == 0  # nothing to send on a resolved ticket
         shot(page, "4-call-ticket-resolved.png")
 
         # 6. The resolution becomes a draft article, pre-filled from the ticket.
