@@ -134,3 +134,17 @@ def test_the_suggestion_worker_wakes_on_commit(core):
             raise AssertionError("no suggestion within 20 s of the commit, with a 60 s poll")
     finally:
         asyncio.run(worker.stop())
+
+
+def test_pages_past_the_counted_head(core, monkeypatch):
+    """The total is counted up to COUNT_CAP + 1 in the same read as the first pages; a page past that read is
+    fetched on its own, newest first, with nothing skipped or repeated."""
+    import ticketing.search as search_module
+
+    made = [mail(core, 30 + i, f"Il monitor numero {i} sfarfalla.") for i in range(5)]
+    run_once(core.sessions, "HD")
+    monkeypatch.setattr(search_module, "COUNT_CAP", 2)
+    search = Search(core.sessions, "HD")
+    pages = [search.search(SearchQuery(words="monitor"), page=p, per_page=1) for p in range(1, 7)]
+    assert [p.total for p in pages] == [3] * 6  # "at least 3": capped
+    assert [h.number for p in pages for h in p.items] == [r.ticket_number for r in reversed(made)]
