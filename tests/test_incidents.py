@@ -319,3 +319,18 @@ def test_tickets_show_of_a_merged_number_says_where_it_went(tmp_path):
     data = json.loads(CliRunner().invoke(main, ["tickets", "show", dup, "--json"], env=env).output)
     assert data["merged_into"] == keep and data["status"] == "closed"
     assert json.loads(CliRunner().invoke(main, ["tickets", "show", keep, "--json"], env=env).output)["merged_into"] is None
+
+
+def test_after_a_merge_the_survivor_is_found_by_the_duplicates_words(core, incidents):
+    from ticketing import suggestions
+    from ticketing.search import Search, SearchQuery
+
+    keep = report(core, "s1", PEOPLE[0])
+    dup = report(core, "s2", PEOPLE[1], text="Lo scanner del piano terra non acquisisce i documenti in pdf")
+    suggestions.run_once(core.sessions)
+    search = Search(core.sessions)
+    found = lambda words: {h.number for h in search.search(SearchQuery(words=words)).items}  # noqa: E731
+    assert found("scanner") == {dup.ticket_number}
+    incidents.merge(dup.ticket_number, keep.ticket_number, "primo")
+    suggestions.run_once(core.sessions)  # the worker follows the merge's events, as it follows intake's
+    assert keep.ticket_number in found("scanner")  # the messages moved, and their words with them

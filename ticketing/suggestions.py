@@ -31,7 +31,7 @@ from .numbering import format_number
 log = logging.getLogger(__name__)
 
 TOP = 3
-RECOMPUTE = ("created", "field_changed", "message_added")
+RECOMPUTE = ("created", "field_changed", "message_added", "merged_in")  # a merge brings the duplicate's messages
 CLOSED = ("resolved", "closed")
 QUERY_FIELDS = ("anomaly",)  # plus every transcript_<question>
 
@@ -162,6 +162,9 @@ def run_once(sessions: sessionmaker[Session], prefix: str = "HD", *, batch: int 
                         index_resolved(s, t, (e.data or {}).get("report", ""))
                 elif e.kind == "reopened":
                     kbindex.unindex(s, kbindex.TICKET, e.ticket_id)
+                elif e.kind == "merged":  # the duplicate's messages went to its survivor: it is no resolved case of its own
+                    kbindex.unindex(s, kbindex.TICKET, e.ticket_id)
+                    recompute.add(e.ticket_id)  # its search words now are its own fields only
                 elif e.kind in RECOMPUTE:
                     recompute.add(e.ticket_id)
             if recompute:
