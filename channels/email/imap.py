@@ -184,34 +184,45 @@ class ImapFetcher:
     def drain(self, client: IMAPClient) -> int:
         """Take in every pending message; returns how many could not be committed (left for later).
 
-        Fetching overlaps committing: batch N+1 is fetched and parsed while batch N is in the core's
-        committer; batch N is MOVEd once committed, before batch N+1 is handed over. The connection is only
-        used from this thread."""
+        Three stages overlap: batch N+1 is fetched while batch N is parsed (by the parse workers) and batch N-1
+        is in the core's committer; a batch is MOVEd once committed, before the next one is handed over. The
+        connection is only used from this thread."""
         failures = 0
         uids = self.pending(client)
+        parsing: tuple[list[int], dict[int, Future]] | None = None
         in_commit: tuple[list[tuple[int, Prepared]], list[Future]] | None = None
-        for start in range(0, len(uids), self.mailbox.batch):
-            if self._stop.is_set():
-                break
-            batch = uids[start : start + self.mailbox.batch]
-            fetched = client.fetch(batch, ["BODY.PEEK[]"])
-            futures = {uid: self._submit_prepare(data.get(b"BODY[]") or b"") for uid, data in fetched.items()}
+        for start in range(0, len(uids) + self.mailbox.batch, self.mailbox.batch):
+            batch = uids[start : start + self.mailbox.batch] if not self._stop.is_set() else []
+            fetched = client.fetch(batch, ["BODY.PEEK[]"]) if batch else {}
+            # A UID missing from the answer was expunged meanwhile by someone else.
+            started = (batch, {uid: self._submit_prepare(data.get(b"BODY[]") or b"") for uid, data in fetched.items()})
             del fetched
-            items: list[tuple[int, Prepared]] = []
-            for uid in batch:
-                if uid not in futures:
-                    continue  # expunged meanwhile by someone else
-                try:
-                    items.append((uid, futures[uid].result()))
-                except Exception as e:  # noqa: BLE001 - the blob store failed: leave it in the mailbox
-                    log.error("%s: UID %d not stored: %s", self.name, uid, e)
-                    failures += 1
-            if in_commit is not None:
-                failures += self._finish(client, *in_commit)
-            in_commit = (items, [submit(p, self.intake) for _, p in items])
+            if parsing is not None:
+                items, lost = self._parsed(*parsing)
+                failures += lost
+                if in_commit is not None:
+                    failures += self._finish(client, *in_commit)
+                in_commit = (items, [submit(p, self.intake) for _, p in items])
+            parsing = started if batch else None
+            if not batch:
+                break
         if in_commit is not None:
             failures += self._finish(client, *in_commit)
         return failures
+
+    def _parsed(self, batch: list[int], futures: dict[int, Future]) -> tuple[list[tuple[int, Prepared]], int]:
+        """A batch's prepared mails in UID order, and how many could not be stored (left in the mailbox)."""
+        items: list[tuple[int, Prepared]] = []
+        lost = 0
+        for uid in batch:
+            if uid not in futures:
+                continue
+            try:
+                items.append((uid, futures[uid].result()))
+            except Exception as e:  # noqa: BLE001 - the blob store failed: leave it in the mailbox
+                log.error("%s: UID %d not stored: %s", self.name, uid, e)
+                lost += 1
+        return items, lost
 
     def _finish(self, client: IMAPClient, items: list[tuple[int, Prepared]], futures: list[Future]) -> int:
         """Wait for a batch's commits, then move what is committed out of the folder; returns the failures."""
