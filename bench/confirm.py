@@ -235,12 +235,12 @@ VARIANTS = {  # name -> QuickWay fields
     "10s+hints": dict(window=10, hints=True),
     "10s+vad": dict(window=10, vad=True),
     "answer+vad": dict(window=0, vad=True),
-    "10s,2x1": dict(window=10, threads=1, parallel=2),  # two decodings at once, one core each
-    "answer,2x1": dict(window=0, threads=1, parallel=2),
-    "30s,1t": dict(window=30, threads=1),  # one thread per decoding: CPU seconds not inflated by idle spinning
-    "answer,1t": dict(window=0, threads=1),
-    "10s,1t": dict(window=10, threads=1),
-    "answer+hints,1t": dict(window=0, hints=True, threads=1),
+    "10s/2x1": dict(window=10, threads=1, parallel=2),  # two decodings at once, one core each
+    "answer/2x1": dict(window=0, threads=1, parallel=2),
+    "30s/1t": dict(window=30, threads=1),  # one thread per decoding: CPU seconds not inflated by idle spinning
+    "answer/1t": dict(window=0, threads=1),
+    "10s/1t": dict(window=10, threads=1),
+    "answer+hints/1t": dict(window=0, hints=True, threads=1),
 }
 
 

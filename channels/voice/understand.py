@@ -9,8 +9,9 @@ answers it with this object's reading, an `Understood`. Two ports do the work:
 - `transcribe(path, language, question, phrases) -> text`: the quick transcriber (`QuickTranscriber`): the
   engines the transcription jobs use, loaded once more for this process and ready before the first call,
   listening for those phrases where the engine takes a grammar (Vosk; free decoding when it fits badly), one
-  greedy Whisper pass on every core otherwise, since a caller is waiting. The transcription job still decodes the recording
-  fully later, for the ticket.
+  greedy Whisper pass on every core otherwise, the answer padded to a 10-s window rather than Whisper's 30 s
+  (`QuickWay`, chosen by bench/confirm.py `--variants`), since a caller is waiting. The transcription job still
+  decodes the recording later (beam 5, hints, word timings), for the ticket.
 
 Nothing here is an error the caller hears: no model for the language, an empty transcript, a reading that is no
 known asset or user, all come back as "nothing understood" (with the words heard, if any: the flow asks once
