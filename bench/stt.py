@@ -207,14 +207,20 @@ def cmd_wer(args) -> dict:
                 names = [r["name"] for r in csv.DictReader(f)]
             t.engine(language).hints = args.hints
             grammar = t.grammar(language, names)
+        failed = 0
         for i, (path, ref) in enumerate(clips):
             start = time.perf_counter()
-            r = t.transcribe(path, language, grammar)
+            try:
+                text = t.transcribe(path, language, grammar).text
+            except Exception as e:  # noqa: BLE001 - a decoding that fails is a transcript the ticket never gets
+                failed += 1
+                text = ""
+                print(f"{path.name}: {type(e).__name__}: {e}", file=sys.stderr)
             busy_s += time.perf_counter() - start
             audio_s += duration(path)
             refs.append(normalise(ref, language))
-            hyps.append(normalise(r.text, language))
-            raw.append({"path": str(path), "ref": ref, "hyp": r.text})
+            hyps.append(normalise(text, language))
+            raw.append({"path": str(path), "ref": ref, "hyp": text})
             if args.verbose:
                 print(f"{path.name}\t{refs[-1]}\t{hyps[-1]}", file=sys.stderr)
             if (i + 1) % 50 == 0:
@@ -225,6 +231,7 @@ def cmd_wer(args) -> dict:
             "model": t.engine(language).model,
             "hints": args.hints if engine == "whisper" else "off",
             "utterances": len(clips),
+            "failed": failed,  # decodings that raised: scored as empty transcripts
             "audio_minutes": round(audio_s / 60, 2),
             "wer_percent": round(100 * wer, 1),
             "rtf": round(busy_s / audio_s, 3),
