@@ -171,3 +171,22 @@ def test_a_word_put_back_costs_confidence_and_nothing_near_stays_free_text():
     assert D.match_asset("la macchinetta del caffè") is None
     assert D.vocabulary.correct("la stampande del terso piano") == "la stampante del terzo piano"
     assert D.vocabulary.correct("il caffe e freddo") == "il caffe e freddo"
+
+
+@pytest.mark.parametrize(
+    "heard, tag",
+    [
+        ("la stampante dell'oftito triboti", "PRN-B"),  # the place misheard, put back
+        ("la stampante dell'ufficio tributi", "PRN-B"),
+        ("l'imprimante du bureau des tributs", "PRN-B"),
+        ("the printer in the tax office", "PRN-B"),
+        ("la stampante", "PRN-A"),  # only the kind: the asset whose alias it is
+    ],
+)
+def test_an_alias_naming_only_the_kind_yields_to_the_place_said(heard, tag):
+    d = Directory(assets=[
+        DirAsset(1, "PRN-A", "Stampante di rete", "hardware", ("stampante", "printer"), None, None, "low", "Sede piano 1 corridoio"),
+        DirAsset(2, "PRN-B", "Stampante Ufficio Tributi", "hardware", (), None, None, "low", "Sede piano 2"),
+        DirAsset(3, "TRIB", "Gestione tributi", "software", ("tributi",), None, None, "high", "Cloud"),
+    ])
+    assert d.match_asset(heard).asset.tag == tag

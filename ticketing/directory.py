@@ -242,8 +242,12 @@ class Directory:
                 if asset is not None:
                     return AssetMatch(asset, 0.98, "identifier", m.group(0))
         words = content_words(canonical(spoken_numbers(folded)))
-        if (hit := self._by_words(words)) is not None:
-            return hit
+        found = self._by_words(words)
+        # Only the kind named ("la stampante dell'oftito triboti"): what the other words say once put back may
+        # name the asset more precisely ("stampante tributi").
+        kind_only = found is not None and found.how == "alias" and found.matched in KINDS
+        if found is not None and not (kind_only and fuzzy):
+            return found
         if not fuzzy:
             return None
         # Nothing said right: the words as a recogniser may have misheard them, put back to the inventory's
@@ -251,9 +255,11 @@ class Directory:
         heard = self.vocabulary.correct(folded)
         if heard != folded:
             fixed = content_words(canonical(spoken_numbers(heard)))
-            if (hit := self._by_words(fixed)) is not None:
+            if (hit := self._by_words(fixed)) is not None and not (kind_only and (hit.matched in KINDS or hit.asset is found.asset)):
                 return AssetMatch(hit.asset, round(hit.confidence * 0.9, 3), "heard", hit.matched)
             words = fixed
+        if found is not None:
+            return found
         if (hit := self._by_unique_kind(words)) is not None:
             return hit
         if self._stem_re is not None and (hit := self._by_alias(self._stem_re, self._stemmed, stems(words), 0.7, 0.5, "stem")):
@@ -271,9 +277,10 @@ class Directory:
         alias_hit = self._by_alias(self._alias_re, self._aliases, words, 0.9, 0.7, "alias") if self._alias_re is not None else None
         place_hit = self._by_place(words)
         if alias_hit is not None:
-            # An alias that only names the kind ("stampante") yields to a place said with its number ("piano 2").
+            # An alias that only names the kind ("stampante") yields to the place said ("piano 2", "tributi"): the
+            # place step already asks for a distinctive place that one asset of that kind has.
             kind_only = " " not in alias_hit.matched
-            if place_hit is not None and place_hit.asset.tag != alias_hit.asset.tag and kind_only and "#" in place_hit.matched:
+            if place_hit is not None and place_hit.asset.tag != alias_hit.asset.tag and kind_only:
                 return place_hit
             return alias_hit
         if place_hit is not None:
