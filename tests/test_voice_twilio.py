@@ -279,7 +279,7 @@ def digits(text: str, language: str) -> list[str]:
 
 # -- a whole call -------------------------------------------------------------------------------------------------
 def test_a_full_report_call_leaves_a_ticket_with_the_three_recordings(core, gateway):
-    gw = gateway(core)
+    gw = gateway(core, ivr={"confirm": False})  # nothing said back nor asked again (tests/test_voice_confirm.py)
     call = gw.call()
     t = call.start()
     assert t.verbs == ["Gather", "Redirect"]
