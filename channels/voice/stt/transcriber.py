@@ -81,5 +81,9 @@ class Transcriber:
         if a.silent:
             return Transcript("", 0.0, engine.name, engine.model, language, round(a.duration, 3), silent=True)
         if self.window is not None and hasattr(engine, "short"):
-            return engine.short(a.pcm, grammar, window=self.window)
+            t = engine.short(a.pcm, grammar, window=self.window)
+            if t.text.strip():
+                return t
+            # nothing in one short window of a recording that is not silent (a French answer over SIP ended at
+            # once): faster-whisper's own way, silence cut by its VAD, before the ticket gets an empty transcript
         return engine.transcribe(a.pcm, grammar)
