@@ -114,3 +114,14 @@ def test_the_web_form_in_french_in_chromium(sqlite_core, web_factory, chromium):
         assert page.locator("h1").inner_text() == "Segnala un problema"
     finally:
         context.close()
+
+
+def test_the_api_takes_a_report_in_french(web_factory, sqlite_core):
+    """The third channel's intake by API says its language as the form and mail do: `fr` is one of them."""
+    w = web_factory(sqlite_core)
+    with httpx.Client(base_url=w.url, headers={"authorization": f"Bearer {w.token}"}) as c:
+        r = c.post("/api/v1/tickets", json={"external_id": "fr-1", "name": "Giulia Bianchi", "email": "giulia.bianchi@regione.example.it",
+                                            "asset": "imprimante", "anomaly": "L'imprimante du bureau n'imprime plus.", "language": "fr"})
+        assert r.status_code == 201, r.text
+        t = c.get(f"/api/v1/tickets/{r.json()['number']}").json()
+    assert t["language"] == "fr"

@@ -244,7 +244,7 @@ class ContactIn(BaseModel):
     phone: str | None = Field(None, max_length=40)
     asset: str = Field("", max_length=200)
     anomaly: str = Field(min_length=1, max_length=4000)
-    language: Literal["it", "en"] | None = None
+    language: Literal["it", "fr", "en"] | None = None
     urgent: bool | None = Field(None, description="the whole office is blocked (critical urgency); absent: the text decides")
 
     @model_validator(mode="after")
