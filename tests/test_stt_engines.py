@@ -332,3 +332,15 @@ def test_a_whisper_loop_is_kept_once_and_a_real_repetition_stays():
     assert collapse_loops(said) == said
     looped = [Word(w, 0.0, 0.5, 0.9) for w in ("c'è il " * 40 + "basta").split()]
     assert [w.word for w in collapse_loops(looped)] == ["c'è", "il", "basta"]
+
+
+def test_a_long_answer_with_many_hints_is_decoded_not_refused(whisper_en):
+    """A 25-s answer and a long hint list (a big inventory) once asked faster-whisper for more tokens than
+    Whisper's 448-token context holds: it raised, and the job failed. The hints' half is now left out of the
+    answer's budget."""
+    clip = SOUNDS / "en_US_f_Allison" / "conf-adminmenu-18.wav"
+    if not clip.exists():
+        missing(f"the corpus audio ({clip}: Debian package asterisk-core-sounds-en-wav)")
+    grammar = whisper_en.grammar([f"network printer number {i} on the {i}th floor of building {i}" for i in range(60)])
+    t = whisper_en.transcribe(pcm_of(clip, 16000), grammar)
+    assert "conference" in t.text.lower(), t.text

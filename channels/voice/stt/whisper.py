@@ -55,6 +55,7 @@ def trim_hint_echo(words: list[Word]) -> list[Word]:
 
 
 LOOP_REPEATS = 3  # the same run of words this many times in a row is Whisper looping, not a caller speaking
+MAX_LENGTH = 448  # Whisper's decoder context: prompt (hints) + sot sequence + new tokens must fit in it
 TOKENS_PER_SECOND = 10  # speech is 3-6 tokens a second; past this a window is looping (cap per 30-s window)
 PREPEND_PUNCTUATION, APPEND_PUNCTUATION = "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、"  # faster-whisper's defaults
 SHORT_SECONDS = 28  # `short` decodes up to this in one window (Whisper's is 30 s); longer goes to `transcribe`
@@ -198,6 +199,8 @@ class WhisperEngine:
             import math
 
             max_new_tokens = 24 + TOKENS_PER_SECOND * math.ceil(min(30.0, len(samples) / self.sample_rate))
+        if hints:  # the hints take up to half of Whisper's 448-token context: what is said gets the rest
+            max_new_tokens = min(max_new_tokens, MAX_LENGTH // 2 - 8)
         with self._lock:
             segments, _ = self._model.transcribe(
                 samples,
