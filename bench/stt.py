@@ -1,6 +1,6 @@
 """Speech-to-text benchmark: accuracy (WER) and speed (real-time factor, throughput, latency) per engine.
 
-    .venv/bin/python bench/stt.py [--models-dir DIR] wer --set en [--engines whisper,pocketsphinx] [--limit N] [--hints off|hotwords|prompt]
+    .venv/bin/python bench/stt.py [--models-dir DIR] wer --set en [--engines whisper,pocketsphinx] [--limit N] [--hints off|hotwords|prompt] [--window 10]
     .venv/bin/python bench/stt.py wer --set it            # only with an engine that has an Italian model
     .venv/bin/python bench/stt.py digits [--engines …]     # spoken ticket numbers from the corpus digit prompts
     .venv/bin/python bench/stt.py throughput --engine whisper --processes 2 [--limit N]
@@ -178,10 +178,10 @@ def duration(path: Path) -> float:
 MODELS_DIR: Path | None = None  # --models-dir: where `models install` put models (e.g. whisper-base)
 
 
-def transcriber(engine: str, language: str):
+def transcriber(engine: str, language: str, window: float | None = None):
     from channels.voice.stt.transcriber import Transcriber
 
-    t = Transcriber(models_dir=MODELS_DIR, engine=engine)
+    t = Transcriber(models_dir=MODELS_DIR, engine=engine, window=window)
     t.engine(language)
     return t
 
@@ -195,7 +195,7 @@ def cmd_wer(args) -> dict:
     results = {}
     for engine in args.engines.split(","):
         try:
-            t = transcriber(engine, language)
+            t = transcriber(engine, language, args.window)
         except Exception as e:  # no model for this language: say so in the report
             results[engine] = {"error": str(e)}
             print(f"{engine}: {e}", file=sys.stderr)
@@ -498,6 +498,9 @@ def main() -> None:
     p.add_argument("--save", help="write each engine's raw hypotheses to SAVE.<engine>.json (for `score`)")
     p.add_argument("--hints", choices=["off", "hotwords", "prompt"], default="off",
                    help="Whisper given the inventory's asset names as hints, as a problem answer would be (default off)")
+    p.add_argument("--window", type=float, default=None,
+                   help="seconds: short clips decoded in one window that long, as the transcription jobs can "
+                        "(channels/voice/stt/worker.SHORT_WINDOW); default: faster-whisper's padded 30 s")
     p = sub.add_parser("score")
     p.add_argument("file")
     p.add_argument("--verbose", action="store_true")

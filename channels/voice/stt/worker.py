@@ -41,11 +41,12 @@ def worker_name(index: int = 0) -> str:
 
 GRAMMAR_MIN_CONFIDENCE = 0.6  # below this a grammar result is not trusted: decode freely
 # Seconds of Whisper window for a recording of up to 28 s (`WhisperEngine.short`, with word timings), or None for
-# faster-whisper's padded 30 s. 10 costs a sixth of the CPU per job and meets the time-to-transcript target at a
-# low load (bench/time_to_transcript.py; BENCHMARKS.md "Time to transcript"), but over SIP it misread two English
-# answers the padded window reads right (tests/test_calls_spoken.py: "printer" → "print around", "Sarah" → "Sir"):
-# off until the whole spoken set is measured with it (bench/calls.py with this set to 10).
-SHORT_WINDOW: float | None = None
+# faster-whisper's padded 30 s. Measured on the real speech corpus with Whisper base (bench/stt.py wer --window,
+# BENCHMARKS.md "Time to transcript"), quiet machine: Italian WER padded 18.8 %, 10 s 17.9 %, 15 s 17.1 %;
+# English 5.1 / 6.5 / 5.6 %; CPU per second of audio 0.56 / 0.18 / 0.21 (it). 15 s is as accurate as the padded
+# window or better in both languages (10 s lost English words: "printer" → "print around" over SIP) and brings
+# 4 calls at once from p95 39.5 s to under 10 s (bench/time_to_transcript.py).
+SHORT_WINDOW: float | None = 15.0
 
 
 def directory_phrases(directory) -> dict[str, list[str]]:
