@@ -147,4 +147,6 @@ def test_pages_past_the_counted_head(core, monkeypatch):
     search = Search(core.sessions, "HD")
     pages = [search.search(SearchQuery(words="monitor"), page=p, per_page=1) for p in range(1, 7)]
     assert [p.total for p in pages] == [3] * 6  # "at least 3": capped
+    assert all(p.total_is_lower_bound for p in pages)  # the desk says "more than 2", the API total_is_lower_bound
+    assert not search.search(SearchQuery(words="monitor numero 1")).total_is_lower_bound
     assert [h.number for p in pages for h in p.items] == [r.ticket_number for r in reversed(made)]

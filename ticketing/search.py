@@ -64,6 +64,11 @@ class SearchPage:
     per_page: int
     total: int  # capped at COUNT_CAP + 1 (more)
 
+    @property
+    def total_is_lower_bound(self) -> bool:
+        """True when more tickets match than were counted: `total` then means "more than COUNT_CAP"."""
+        return self.total > COUNT_CAP
+
 
 def _raw(text: str) -> list[str]:
     return [f"r:{kbindex._fold(w)}"[:60] for w in RAW.findall((text or "").lower()) if len(w) > 1]

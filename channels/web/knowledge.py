@@ -53,7 +53,8 @@ async def api_search(
     per_page: int = Query(50, ge=1, le=200),
 ):
     result = await _run(request, _query(q, reporter, asset, organisation, group, since, until), page, per_page)
-    return {"items": [dataclasses.asdict(i) for i in result.items], "page": result.page, "per_page": result.per_page, "total": result.total}
+    return {"items": [dataclasses.asdict(i) for i in result.items], "page": result.page, "per_page": result.per_page, "total": result.total,
+            "total_is_lower_bound": result.total_is_lower_bound}  # counting stops past 1,000: "more than 1000"
 
 
 def _date(text: str | None) -> date | None:
