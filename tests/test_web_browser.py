@@ -49,6 +49,7 @@ def test_report_in_italian_and_in_english_and_check_the_status(sqlite_core, web_
     page.keyboard.type("tax office printer PRN-TRIB-02")
     page.keyboard.press("Tab")
     page.keyboard.type("It prints blank pages since this morning.")
+    page.keyboard.press("Tab")  # the "urgent" box, left unticked
     page.keyboard.press("Tab")  # attachments
     page.keyboard.press("Tab")  # the honeypot is skipped: the send button
     assert page.evaluate("document.activeElement.type") == "submit"

@@ -45,8 +45,10 @@ GRAMMAR_MIN_CONFIDENCE = 0.6  # below this a grammar result is not trusted: deco
 # BENCHMARKS.md "Time to transcript"), quiet machine: Italian WER padded 18.8 %, 10 s 17.9 %, 15 s 17.1 %;
 # English 5.1 / 6.5 / 5.6 %; CPU per second of audio 0.56 / 0.18 / 0.21 (it). 15 s is as accurate as the padded
 # window or better in both languages (10 s lost English words: "printer" → "print around" over SIP) and brings
-# 4 calls at once from p95 39.5 s to under 10 s (bench/time_to_transcript.py).
-SHORT_WINDOW: float | None = 15.0
+# 4 calls at once from p95 39.5 s to under 10 s (bench/time_to_transcript.py). It stays off: in CI, over SIP, the
+# 15-s window still read an English asset answer as "print around the second flower" (tests/test_calls_spoken.py),
+# and a French problem lost its verb; on real speech it was as good. Turn it on with real calls measured both ways.
+SHORT_WINDOW: float | None = None
 
 
 def directory_phrases(directory) -> dict[str, list[str]]:
