@@ -119,6 +119,20 @@ def big_mail(n: int, mib: float) -> bytes:
     return m.as_bytes(policy=email.policy.SMTP)
 
 
+def floor_row(raw: bytes, tmp: Path, n: int) -> tuple[str, str, str, str]:
+    """The floor's work on one mail: stdlib parse, the raw bytes fsynced, the row to insert."""
+    msg = email.message_from_bytes(raw)
+    part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), None)
+    text = part.get_payload(decode=True).decode("utf-8", "replace") if part is not None else ""
+    fd = os.open(tmp / hashlib.sha256(raw).hexdigest(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, raw)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return (f"{msg['Message-ID']}{n}", msg["From"], msg["Subject"], text)
+
+
 def floor(mails: list[bytes], batch: int = 20) -> float:
     """Mails per second of the floor (see the module's docstring) over `mails`."""
     tmp = Path(tempfile.mkdtemp(prefix="hd-bench-floor-"))
@@ -129,17 +143,7 @@ def floor(mails: list[bytes], batch: int = 20) -> float:
     t0 = time.perf_counter()
     rows = []
     for i, raw in enumerate(mails):
-        msg = email.message_from_bytes(raw)
-        part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), None)
-        text = part.get_payload(decode=True).decode("utf-8", "replace") if part is not None else ""
-        digest = hashlib.sha256(raw).hexdigest()
-        fd = os.open(tmp / digest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, raw)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        rows.append((f"{msg['Message-ID']}{i}", msg["From"], msg["Subject"], text))
+        rows.append(floor_row(raw, tmp, i))
         if len(rows) == batch or i == len(mails) - 1:
             db.execute("BEGIN IMMEDIATE")
             db.executemany("INSERT INTO m (key, sender, subject, text) VALUES (?, ?, ?, ?)", rows)

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _mail import big_mail, floor, free_port, make_config, realistic_mail  # noqa: E402
+from _mail import big_mail, floor, floor_row, free_port, make_config, realistic_mail  # noqa: E402
 
 USERS = [
     ("Mario Rossi", "mario.rossi@regione.example.it"),
@@ -139,18 +139,8 @@ def serve_floor(data_dir: str, port: int) -> None:
                     break
             rows = []
             for raw, _, _ in batch:
-                msg = email.message_from_bytes(raw)
-                part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), None)
-                text = part.get_payload(decode=True).decode("utf-8", "replace") if part is not None else ""
-                digest = hashlib.sha256(raw).hexdigest()
-                fd = os.open(tmp / digest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                try:
-                    os.write(fd, raw)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
                 n += 1
-                rows.append((f"{msg['Message-ID']}{n}", msg["From"], msg["Subject"], text))
+                rows.append(floor_row(raw, tmp, n))
             db.execute("BEGIN IMMEDIATE")
             db.executemany("INSERT INTO m (key, sender, subject, text) VALUES (?, ?, ?, ?)", rows)
             db.execute("COMMIT")
