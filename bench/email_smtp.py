@@ -110,8 +110,6 @@ def serve(data_dir: str, url: str, port: int, workers: int) -> None:
 
 def serve_floor(data_dir: str, port: int) -> None:
     """The protocol floor: stock aiosmtpd, and behind it `_mail.floor`'s work, 250 after the batch's commit."""
-    import email
-    import hashlib
     import logging
     import queue
     import sqlite3
