@@ -65,7 +65,7 @@ def synthesise(text: str, language: str, out: Path) -> np.ndarray:
     else:
         subprocess.run(["espeak-ng", "-v", {"fr": "fr+m3", "it": "it+f2", "en": "en-us+m3"}[language], "-s", "140", "-w", str(raw), text],
                        check=True, capture_output=True)
-    pcm = subprocess.run(["sox", str(raw), "-t", "raw", "-r", str(RATE), "-c", "1", "-b", "16", "-e", "signed", "-"],
+    pcm = subprocess.run(["sox", "-D", str(raw), "-t", "raw", "-r", str(RATE), "-c", "1", "-b", "16", "-e", "signed", "-"],
                          check=True, capture_output=True).stdout
     raw.unlink()
     return np.frombuffer(pcm, dtype="<i2").astype(np.int16)

@@ -135,7 +135,7 @@ def test_g711_and_mp3_are_normalised(tmp_path):
     if shutil.which("sox") is None or shutil.which("ffmpeg") is None:
         missing("sox and ffmpeg (Debian packages)")
     ulaw = tmp_path / "ulaw.wav"
-    subprocess.run(["sox", str(DATA / "en_payroll.wav"), "-e", "u-law", str(ulaw)], check=True)
+    subprocess.run(["sox", "-D", str(DATA / "en_payroll.wav"), "-e", "u-law", str(ulaw)], check=True)
     mp3 = tmp_path / "twilio.mp3"
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(DATA / "en_payroll.wav"), "-ac", "2", "-ar", "22050", str(mp3)], check=True)
     for path in (ulaw, mp3):

@@ -47,7 +47,9 @@ def spoken(text: str, language: str, directory: Path) -> Path:
         p = subprocess.run(["text2wave", "-eval", VOICES[language], "-o", str(raw)], input=text.encode("latin-1"), capture_output=True)
     if p.returncode != 0 or not raw.exists():
         missing(f"no synthetic voice for {language} ({p.stderr.decode(errors='replace')[-200:]})")
-    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(out)], check=True)
+    # -D: no dither. sox's dither is random noise, so each run would hear a slightly different answer, and Whisper
+    # base reads a synthetic "le site web" as "le site web", "le seek web" or "le C-Tweb" by it.
+    subprocess.run(["sox", "-D", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(out)], check=True)
     return out
 
 
@@ -235,4 +237,5 @@ def test_a_french_call_choosing_2_ends_in_a_right_ticket_read_back_in_french(sql
     asset = view.field("asset")
     assert asset.value.startswith("WEB-01") and asset.source == "caller"
     anomaly = view.field("anomaly")
-    assert "démarre" in anomaly.value.lower() and anomaly.source == "transcript"  # the words, as well as STT hears them
+    # the caller's words, as well as STT hears them: one misheard word (another CPU, another decoding) still leaves the rest
+    assert anomaly.source == "transcript" and sum(w in anomaly.value.lower() for w in ("ordinateur", "démarr", "matin")) >= 2

@@ -73,6 +73,7 @@ def asset_words(text: str) -> str:
 
 
 STEM = 6
+GUESS = 0.45  # an asset guessed from one of its own words in a short answer: under the desk's low confidence
 
 
 def stems(words: str) -> str:
@@ -156,6 +157,19 @@ class Directory:
         for key, a in aliases.items():
             self._stemmed.setdefault(stems(key), a)
         self._stem_re = self._alternation({re.escape(k): k for k in self._stemmed})
+        # Words of names and aliases that one asset only has ("web", "istituzionale", "ragioneria"): what a
+        # half-heard answer to "which asset?" may still carry ("le seek web"). Kinds and numbers name no one.
+        # A word of a place ("piano", "sala": any asset's location) is nobody's own: places are the place step's.
+        owners: dict[str, set[int]] = {}
+        for i, a in enumerate(self.assets):
+            for alias in (a.name, *a.aliases):
+                for w in asset_words(alias).split():
+                    owners.setdefault(w, set()).add(i)
+        places = {w for a in self.assets for w in asset_words(a.location or "").split()}
+        self._own_word = {
+            w: self.assets[next(iter(ids))] for w, ids in owners.items()
+            if len(ids) == 1 and w not in places and len(w) >= 3 and w.isalpha() and w not in KINDS
+        }
         self._ident_lookup = {re.sub(r"[-_\s]", "", k): v for k, v in idents.items()}
         self.vocabulary = Vocabulary(
             w for a in self.assets for text in (a.name, *a.aliases, a.location or "") for w in _TOKEN.findall(fold(text))
@@ -267,6 +281,18 @@ class Directory:
         if self._fuzzy_aliases:
             return self._fuzzy(f"{words}\n{content_words(spoken_numbers(heard))}")
         return None
+
+    def guess_asset(self, answer: str) -> AssetMatch | None:
+        """For an answer to "which asset?" that `match_asset` could not place: the one asset whose own words
+        (a word of its names that no other asset has) the answer says, at `GUESS` confidence, for someone to
+        confirm ("le seek web", a misheard "le site web", → the website); None when it says none, or words of
+        two assets."""
+        said = [w for w in asset_words(answer).split() if w in self._own_word]
+        named = {self._own_word[w].tag: (self._own_word[w], w) for w in said}
+        if len(named) != 1:
+            return None
+        ((asset, word),) = named.values()
+        return AssetMatch(asset, GUESS, "word", word)
 
     def _by_words(self, words: str) -> AssetMatch | None:
         """Steps 1–5 of `match_asset` on the words (folded, numbers as digits, synonyms as their class)."""

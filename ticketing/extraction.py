@@ -363,6 +363,8 @@ def match_asset(x: Extraction) -> None:
     hit = hit or d.match_asset("\n".join(t for t in (x.subject, *texts) if t))
     if hit:
         _asset(x, hit, 1.0 if answer is None else 0.8)
+    elif answer is not None and (hit := d.guess_asset(answer.value)) is not None:
+        _asset(x, hit, answer.confidence)  # a word only that asset has, in a half-heard answer: to be checked
     elif answer is not None:
         x.set("asset", answer.value, answer.confidence * 0.5, answer.source)
 

@@ -94,7 +94,8 @@ def speak(text: str, voice: Voice, target: Path) -> None:
 
 
 def _read_8k(path: Path) -> np.ndarray:
-    raw = _run(["sox", str(path), "-t", "raw", "-r", str(RATE), "-c", "1", "-b", "16", "-e", "signed", "-"]).stdout
+    # -D: no dither (random noise otherwise): the same text gives the same audio, so a run can be repeated
+    raw = _run(["sox", "-D", str(path), "-t", "raw", "-r", str(RATE), "-c", "1", "-b", "16", "-e", "signed", "-"]).stdout
     return np.frombuffer(raw, dtype="<i2").astype(np.float64)
 
 
@@ -112,8 +113,8 @@ def ulaw_roundtrip(pcm: np.ndarray) -> np.ndarray:
         src, mid, out = Path(tmp) / "a.raw", Path(tmp) / "b.wav", Path(tmp) / "c.raw"
         src.write_bytes(np.clip(pcm, -32768, 32767).astype("<i2").tobytes())
         fmt = ["-t", "raw", "-r", str(RATE), "-c", "1", "-b", "16", "-e", "signed"]
-        _run(["sox", *fmt, str(src), "-e", "mu-law", "-b", "8", str(mid)])
-        _run(["sox", str(mid), *fmt, str(out)])
+        _run(["sox", "-D", *fmt, str(src), "-e", "mu-law", "-b", "8", str(mid)])
+        _run(["sox", "-D", str(mid), *fmt, str(out)])
         return np.frombuffer(out.read_bytes(), dtype="<i2").astype(np.int16)
 
 

@@ -71,7 +71,7 @@ def read_wav(path: Path) -> np.ndarray:
         ok = (w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getcomptype()) == (1, 2, RATE, "NONE")
         if ok:
             return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
-    raw = subprocess.run(["sox", str(path), "-t", "raw", "-r", str(RATE), "-c", "1", "-b", "16", "-e", "signed", "-"],
+    raw = subprocess.run(["sox", "-D", str(path), "-t", "raw", "-r", str(RATE), "-c", "1", "-b", "16", "-e", "signed", "-"],
                          check=True, capture_output=True).stdout
     return np.frombuffer(raw, dtype="<i2").astype(np.int16)
 
