@@ -9,7 +9,9 @@ said by the synthetic voices of bench/spoken/voices.py through G.711 at 8 kHz), 
 in production) by the scripted caller of bench/calls.py, on a core from `gateway.app.build_core` (temporary
 SQLite) with the transcription workers `serve` runs in-process (`WorkerThreads`, `voice.stt.workers`).
 A call's recordings are delivered, and their jobs enqueued, when it ends; what is timed is from then to the
-last of its jobs done (its transcripts on the ticket). In the same run:
+last of its jobs done (its transcripts on the ticket). An answer the caller confirmed has its job done in the intake
+transaction, with the words the IVR heard (`transcription.heard_transcripts`): the workers decode the rest. In the
+same run:
 - the floor: one call alone, `--rounds` times;
 - `--calls` calls at once, ending within a second of each other, `--rounds` times.
 """

@@ -420,3 +420,30 @@ def test_a_call_is_understood_in_each_language(sqlite_core, language, texts, nam
     answer_call(core, queue_of(core), texts)
     t, f = fields_of(core, ticket_id)
     assert f["reporter_name"][0] == name and f["asset"][0].split()[0] == tag and (f["urgency"][0], t.urgency) == (urgency, urgency)
+
+
+def test_an_answer_the_caller_confirmed_keeps_the_words_the_ivr_heard_and_needs_no_job(core):
+    """The IVR read the asset answer back and the caller pressed 1: its words are the ticket's transcript at once;
+    the problem, never read back, and a refused guess wait for a worker as before."""
+    from ticketing.contact import Answer
+
+    q = queue_of(core)
+    atts = tuple(
+        Attachment(f"answer-{k}.wav", "audio/wav", core.blobs.put(k.encode()), kind="recording", question=k, transcript=heard)
+        for k, heard in (("name", "sono mario rosi"), ("asset", "la stampante del secondo piano"), ("anomaly", "non stampa"))
+    )
+    answers = {"asset": Answer("PRN-0210", "caller", 1.0), "name": Answer("Mario Rossi", "transcript", 0.5)}  # the name: refused
+    result = core.intake.submit(Contact(Channel.VOICE, "call-heard", sender=Sender(phone="+39 055 000 0000"), language="it",
+                                        attachments=atts, answers=answers))
+    t, f = fields_of(core, result.ticket_id)
+    assert f["transcript_asset"] == ("la stampante del secondo piano", "ivr", 0.9)
+    assert "transcript_name" not in f and "transcript_anomaly" not in f
+    (shown,) = events(core, result.ticket_id, "transcribed")  # under the recording on the ticket page
+    assert shown.data["question"] == "asset" and shown.data["text"] == "la stampante del secondo piano"
+    with core.sessions() as s:
+        statuses = [(j.question, j.status) for j in s.scalars(select(TranscriptionJob).where(TranscriptionJob.message_id == result.message_id).order_by(TranscriptionJob.id))]
+    assert statuses == [("name", PENDING), ("asset", DONE), ("anomaly", PENDING)]
+    answer_call(core, q, {"name": "sono mario rossi", "anomaly": "la stampante del secondo piano non stampa"})
+    t, f = fields_of(core, result.ticket_id)
+    assert f["asset"][1] == "caller" and f["transcript_asset"][1] == "ivr"  # the confirmed answer stays as it was
+    assert f["transcript_anomaly"][0] == "la stampante del secondo piano non stampa"

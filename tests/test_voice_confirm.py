@@ -227,6 +227,10 @@ def test_a_french_call_choosing_2_ends_in_a_right_ticket_read_back_in_french(sql
     said = lambda text: [f"fr/digit-{d}" for d in text if d.isdigit()]  # noqa: E731
     assert t.heard == ["fr/ticket-created", *said(number), "fr/your-pin", *said(pin), "fr/goodbye"]
     call.end()
+    # the asset answer the caller confirmed is transcribed already (the words the IVR heard): only the problem waits
+    assert ticket_of(sqlite_core, call.sid)["jobs"] == [("asset", "done"), ("anomaly", "pending")]
+    heard = sqlite_core.desk.ticket(number).field("transcript_asset")
+    assert heard.source == "ivr" and "web" in heard.value.lower()
 
     worker = worker_from_core(sqlite_core)
     while worker.run_once():  # the recordings' transcription jobs, in French

@@ -45,6 +45,9 @@ class Attachment:
     # The desk's question a recording answers ("name", "asset", "anomaly", …), as the channel knows it: the
     # core never reads it from the file name.
     question: str | None = None
+    # What the channel already heard in the recording, while the caller waited (the IVR's quick transcription);
+    # when the caller confirmed what it was read as, no transcription job decodes it again.
+    transcript: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -257,9 +257,24 @@ class IntakeService:
     def _enqueue_transcriptions(session: Session, contact: Contact, result: IntakeResult) -> IntakeResult:
         """A transcription job per recording, in the same transaction: a recording is never without its job."""
         if any(a.kind == "recording" and a.blob for a in contact.attachments):
-            from .transcription import enqueue_recordings
+            from .transcription import ACTOR, DONE, HEARD_ENGINE, heard_transcripts, enqueue_recordings
 
-            enqueue_recordings(session, result.message_id, contact.language)
+            # A new ticket takes the words the IVR heard in the answers the caller confirmed as their transcripts at
+            # once (the field, and the event the desk shows under the recording); only the other recordings wait
+            # for a worker.
+            heard = heard_transcripts(contact) if result.outcome == Outcome.CREATED else {}
+            done = [j for j in enqueue_recordings(session, result.message_id, contact.language, heard=heard) if j.status == DONE]
+            if done:
+                conn, now = session.connection(), utcnow()
+                conn.execute(INSERT_FIELDS, [
+                    {"ticket_id": result.ticket_id, "name": f"transcript_{j.question}"[:40], "value": j.result["text"],
+                     "confidence": j.result["confidence"], "source": HEARD_ENGINE} for j in done
+                ])
+                conn.execute(INSERT_EVENT, [
+                    {"ticket_id": result.ticket_id, "at": now, "kind": "transcribed", "actor": ACTOR,
+                     "data": {"job": j.id, "question": j.question, "recording": j.blob_sha256, **j.result, "times": []}}
+                    for j in done
+                ])
         return result
 
     def _existing(self, session: Session, contact: Contact) -> IntakeResult | None:

@@ -107,8 +107,29 @@ def enqueue(
     return job
 
 
-def enqueue_recordings(session: Session, message_id: int, language: str | None = None, max_attempts: int = 5) -> list[TranscriptionJob]:
-    """A job for each stored recording of a message that has none yet (idempotent: the intake hook)."""
+# What a transcript heard while the caller waited is worth, once the caller confirmed what it was read as: the
+# reading is certain (source "caller"), the words under it are the quick decoding's (greedy, short window).
+HEARD_CONFIDENCE = 0.9
+HEARD_ENGINE = "ivr"  # the source of such a transcript field: heard by the IVR during the call
+
+
+def heard_transcripts(contact) -> dict[str, str]:
+    """question -> the words a recording of `contact` was heard as during the call, for the answers the caller
+    then confirmed (`Answer.source == "caller"`): those need no second decoding. Other recordings get a job."""
+    out = {}
+    for a in contact.attachments:
+        answer = contact.answers.get(a.question) if a.question else None
+        if a.kind == "recording" and a.blob and a.transcript and answer is not None and answer.source == "caller":
+            out[a.question] = a.transcript
+    return out
+
+
+def enqueue_recordings(session: Session, message_id: int, language: str | None = None, max_attempts: int = 5,
+                       heard: dict[str, str] | None = None) -> list[TranscriptionJob]:
+    """A job for each stored recording of a message that has none yet (idempotent: the intake hook). A recording
+    in `heard` (question -> words, see `heard_transcripts`) gets its job done already, with those words as the
+    result, so the call's transcripts stay one job per recording and the workers decode only the rest."""
+    heard = heard or {}
     rows = session.execute(
         select(StoredAttachment, TranscriptionJob.id)
         .outerjoin(TranscriptionJob, TranscriptionJob.attachment_id == StoredAttachment.id)
@@ -119,18 +140,21 @@ def enqueue_recordings(session: Session, message_id: int, language: str | None =
         if existing is not None or not att.sha256:
             continue
         ticket_id = att.message.ticket_id
-        jobs.append(
-            enqueue(
-                session,
-                ticket_id=ticket_id,
-                blob_sha256=att.sha256,
-                question=att.question or "recording",  # the channel said which question; else only a transcript
-                language=language or att.message.language,
-                message_id=message_id,
-                attachment_id=att.id,
-                max_attempts=max_attempts,
-            )
+        job = enqueue(
+            session,
+            ticket_id=ticket_id,
+            blob_sha256=att.sha256,
+            question=att.question or "recording",  # the channel said which question; else only a transcript
+            language=language or att.message.language,
+            message_id=message_id,
+            attachment_id=att.id,
+            max_attempts=max_attempts,
         )
+        if att.question in heard:
+            job.status, job.finished_at = DONE, utcnow()
+            job.result = {"text": heard[att.question], "confidence": HEARD_CONFIDENCE, "engine": HEARD_ENGINE,
+                          "model": None, "silent": False, "words": []}
+        jobs.append(job)
     return jobs
 
 

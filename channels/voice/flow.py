@@ -183,6 +183,7 @@ class Report:
     urgent: bool | None = None
     abandoned: bool = False  # the caller hung up before the end
     heard: dict[str, Heard] = field(default_factory=dict)  # question -> what the caller confirmed (or the best guess)
+    said: dict[str, str] = field(default_factory=dict)  # question -> the words heard in its latest recording, at once
 
     @property
     def said_anything(self) -> bool:
@@ -294,6 +295,10 @@ class Flow:
     def _on_understanding(self, e: Event) -> list[Action]:
         if not isinstance(e, Understood) or e.question != self.question:
             return []
+        if e.said and e.said.strip():  # the words of the recording now kept for this question
+            self.report.said[self.question] = e.said.strip()
+        else:
+            self.report.said.pop(self.question, None)
         if not e.value:  # nothing the desk knows: asked once more, then the transcript fills the field in later
             if not self.repeated and self._say_again(e):
                 self.repeated = True

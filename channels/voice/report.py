@@ -27,7 +27,8 @@ def report_to_contact(report: Report, received_at: datetime | None = None) -> Co
     if report.confirmed_name and "name" not in answers:
         answers["name"] = Answer(report.confirmed_name, "caller_id", 1.0)
     attachments = tuple(
-        Attachment(f"answer-{question}.wav", "audio/wav", blob, kind="recording", question=question)
+        Attachment(f"answer-{question}.wav", "audio/wav", blob, kind="recording", question=question,
+                   transcript=report.said.get(question))
         for question, blob in report.recordings.items()
     )
     note = " (the caller hung up before the end)" if report.abandoned else ""
