@@ -75,12 +75,14 @@ class Transcriber:
         prepare = getattr(engine, "grammar", None)
         return prepare(phrases) if prepare else None
 
-    def transcribe(self, source: bytes | str | Path, language: str, grammar: Grammar | None = None) -> Transcript:
+    def transcribe(self, source: bytes | str | Path, language: str, grammar: Grammar | None = None, *,
+                   windowed: bool = True) -> Transcript:
+        """`windowed=False`: faster-whisper's padded 30 s even when this transcriber has a short `window`."""
         engine = self.engine(language)
         a = audio.load(source, engine.sample_rate, silence_floor=self.settings.silence_floor_dbfs)
         if a.silent:
             return Transcript("", 0.0, engine.name, engine.model, language, round(a.duration, 3), silent=True)
-        if self.window is not None and hasattr(engine, "short"):
+        if windowed and self.window is not None and hasattr(engine, "short"):
             t = engine.short(a.pcm, grammar, window=self.window)
             if t.text.strip():
                 return t

@@ -43,12 +43,17 @@ GRAMMAR_MIN_CONFIDENCE = 0.6  # below this a grammar result is not trusted: deco
 # Seconds of Whisper window for a recording of up to 28 s (`WhisperEngine.short`, with word timings), or None for
 # faster-whisper's padded 30 s. Measured on the real speech corpus with Whisper base (bench/stt.py wer --window,
 # BENCHMARKS.md "Time to transcript"), quiet machine: Italian WER padded 18.8 %, 10 s 17.9 %, 15 s 17.1 %;
-# English 5.1 / 6.5 / 5.6 %; CPU per second of audio 0.56 / 0.18 / 0.21 (it). 15 s is as accurate as the padded
-# window or better in both languages (10 s lost English words: "printer" → "print around" over SIP) and brings
-# 4 calls at once from p95 39.5 s to under 10 s (bench/time_to_transcript.py). It stays off: in CI, over SIP, the
-# 15-s window still read an English asset answer as "print around the second flower" (tests/test_calls_spoken.py),
-# and a French problem lost its verb; on real speech it was as good. Turn it on with real calls measured both ways.
-SHORT_WINDOW: float | None = None
+# English 5.1 / 6.5 / 5.6 %; CPU per second of audio 0.56 / 0.18 / 0.21 (it). 15 s: Italian better, English
+# within its 6 % target, 2.6x less CPU, and 4 calls at once p95 6.5 s after the hang-up against 23 s padded
+# (bench/time_to_transcript.py, one worker). It was off for a while because CI misread synthetic answers with it;
+# those runs' audio was dithered at random by sox (now -D), and a confirmed answer is no longer decoded again.
+SHORT_WINDOW: float | None = 15.0
+# The questions whose answers get the padded 30 s all the same: an asset answer reaches a job only when the caller
+# did not confirm what the IVR heard (`transcription.heard_transcripts`), a hard answer then, and padded, Whisper
+# read a synthetic "the printer on the second floor" over SIP that 10 and 15 s both misheard ("print around the
+# second flower"). Names stay in the window: an unknown caller's is never confirmed, so it is decoded on most
+# calls, and padding it as well took 4 calls' p95 from 6.5 to 13.8 s.
+PADDED_QUESTIONS = frozenset({"asset"})
 
 
 def directory_phrases(directory) -> dict[str, list[str]]:
@@ -170,13 +175,14 @@ class Worker:
 
     def _transcribe(self, data: bytes, language: str, question: str):
         grammar = self._grammar(language, question)
+        windowed = question not in PADDED_QUESTIONS
         if grammar is not None and grammar.bias:  # hints, not a constraint: one decoding with them
-            return self.transcriber.transcribe(data, language, grammar)
+            return self.transcriber.transcribe(data, language, grammar, windowed=windowed)
         if grammar is not None and question != "anomaly":
-            t = self.transcriber.transcribe(data, language, grammar)
+            t = self.transcriber.transcribe(data, language, grammar, windowed=windowed)
             if t.silent or (t.text and t.confidence >= GRAMMAR_MIN_CONFIDENCE):
                 return t
-        return self.transcriber.transcribe(data, language)
+        return self.transcriber.transcribe(data, language, windowed=windowed)
 
     def _grammar(self, language: str, question: str):
         if self.phrases is None:
