@@ -257,7 +257,7 @@ class IntakeService:
     def _enqueue_transcriptions(session: Session, contact: Contact, result: IntakeResult) -> IntakeResult:
         """A transcription job per recording, in the same transaction: a recording is never without its job."""
         if any(a.kind == "recording" and a.blob for a in contact.attachments):
-            from .transcription import ACTOR, DONE, HEARD_ENGINE, heard_transcripts, enqueue_recordings
+            from .transcription import ACTOR, DONE, heard_transcripts, enqueue_recordings
 
             # A new ticket takes the words the IVR heard in the answers the caller confirmed as their transcripts at
             # once (the field, and the event the desk shows under the recording); only the other recordings wait
@@ -267,13 +267,12 @@ class IntakeService:
             if done:
                 conn, now = session.connection(), utcnow()
                 conn.execute(INSERT_FIELDS, [
-                    {"ticket_id": result.ticket_id, "name": f"transcript_{j.question}"[:40], "value": j.result["text"],
-                     "confidence": j.result["confidence"], "source": HEARD_ENGINE} for j in done
+                    {"ticket_id": result.ticket_id, "name": f"transcript_{j.question}"[:40], "value": heard[j.question].text,
+                     "confidence": heard[j.question].confidence, "source": heard[j.question].engine} for j in done
                 ])
                 conn.execute(INSERT_EVENT, [
                     {"ticket_id": result.ticket_id, "at": now, "kind": "transcribed", "actor": ACTOR,
-                     "data": {"job": j.id, "question": j.question, "recording": j.blob_sha256, **j.result, "times": []}}
-                    for j in done
+                     "data": heard[j.question].as_event(j.id, j.question, j.blob_sha256)} for j in done
                 ])
         return result
 

@@ -113,22 +113,22 @@ HEARD_CONFIDENCE = 0.9
 HEARD_ENGINE = "ivr"  # the source of such a transcript field: heard by the IVR during the call
 
 
-def heard_transcripts(contact) -> dict[str, str]:
+def heard_transcripts(contact) -> dict[str, Recognised]:
     """question -> the words a recording of `contact` was heard as during the call, for the answers the caller
     then confirmed (`Answer.source == "caller"`): those need no second decoding. Other recordings get a job."""
     out = {}
     for a in contact.attachments:
         answer = contact.answers.get(a.question) if a.question else None
         if a.kind == "recording" and a.blob and a.transcript and answer is not None and answer.source == "caller":
-            out[a.question] = a.transcript
+            out[a.question] = Recognised(a.transcript, HEARD_CONFIDENCE, HEARD_ENGINE, None)
     return out
 
 
 def enqueue_recordings(session: Session, message_id: int, language: str | None = None, max_attempts: int = 5,
-                       heard: dict[str, str] | None = None) -> list[TranscriptionJob]:
+                       heard: dict[str, Recognised] | None = None) -> list[TranscriptionJob]:
     """A job for each stored recording of a message that has none yet (idempotent: the intake hook). A recording
-    in `heard` (question -> words, see `heard_transcripts`) gets its job done already, with those words as the
-    result, so the call's transcripts stay one job per recording and the workers decode only the rest."""
+    in `heard` (question -> result, see `heard_transcripts`) gets its job done already, with that result, so the
+    call's transcripts stay one job per recording and the workers decode only the rest."""
     heard = heard or {}
     rows = session.execute(
         select(StoredAttachment, TranscriptionJob.id)
@@ -151,9 +151,7 @@ def enqueue_recordings(session: Session, message_id: int, language: str | None =
             max_attempts=max_attempts,
         )
         if att.question in heard:
-            job.status, job.finished_at = DONE, utcnow()
-            job.result = {"text": heard[att.question], "confidence": HEARD_CONFIDENCE, "engine": HEARD_ENGINE,
-                          "model": None, "silent": False, "words": []}
+            job.status, job.finished_at, job.result = DONE, utcnow(), heard[att.question].as_result()
         jobs.append(job)
     return jobs
 
@@ -233,9 +231,29 @@ class Recognised:
     text: str
     confidence: float
     engine: str
-    model: str
+    model: str | None  # None: no model of ours (the IVR's words, kept from the call)
     words: list[dict] = field(default_factory=list)  # {"word", "start", "end", "confidence"}
     silent: bool = False  # the recording was below the silence floor
+
+    def as_result(self) -> dict:
+        """What a done job keeps (`TranscriptionJob.result`)."""
+        return {"text": self.text, "confidence": self.confidence, "engine": self.engine, "model": self.model,
+                "silent": self.silent, "words": self.words}
+
+    def as_event(self, job_id: int, question: str, recording: str) -> dict:
+        """The `transcribed` event's data: what the ticket page shows under the recording."""
+        return {
+            "job": job_id,
+            "question": question,
+            "recording": recording,  # what the operator plays when a field is flagged
+            "engine": self.engine,
+            "model": self.model,
+            "text": self.text,
+            "confidence": self.confidence,
+            "silent": self.silent,
+            "words": [[w["word"], w["confidence"]] for w in self.words],
+            "times": [[w.get("start"), w.get("end")] for w in self.words],  # seconds: the desk seeks the recording to a word
+        }
 
 
 class JobQueue:
@@ -323,14 +341,7 @@ class JobQueue:
         claim no longer holds the job: another worker has it, and only one result may land."""
         with self.sessions() as s, s.begin():
             now = utcnow()
-            data = {
-                "text": result.text,
-                "confidence": result.confidence,
-                "engine": result.engine,
-                "model": result.model,
-                "silent": result.silent,
-                "words": result.words,
-            }
+            data = result.as_result()
             r = s.execute(
                 update(TranscriptionJob)
                 .where(*self._held_by(claim))
@@ -415,22 +426,7 @@ class JobQueue:
         """The transcript itself, on the ticket at once: an event and the `transcript_<question>` field. The
         fields it means (name, asset, anomaly, urgency) wait for the call's last transcription."""
         lc, q = self.lifecycle, claim.question
-        _event(
-            ticket,
-            "transcribed",
-            {
-                "job": claim.job_id,
-                "question": q,
-                "recording": claim.blob_sha256,  # what the operator plays when a field is flagged
-                "engine": r.engine,
-                "model": r.model,
-                "text": r.text,
-                "confidence": r.confidence,
-                "silent": r.silent,
-                "words": [[w["word"], w["confidence"]] for w in r.words],
-                "times": [[w.get("start"), w.get("end")] for w in r.words],  # seconds: the desk seeks the recording to a word
-            },
-        )
+        _event(ticket, "transcribed", r.as_event(claim.job_id, q, claim.blob_sha256))
         if r.silent:
             # Not an empty transcript passed off as an answer: a flagged field the operator must look at.
             lc.set_field(ticket, f"transcript_{q}"[:40], "(silent recording: no speech reached us)", ACTOR, confidence=0.0, source="silent")
