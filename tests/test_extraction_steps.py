@@ -426,3 +426,29 @@ def test_a_half_heard_answer_with_a_word_only_one_asset_has_is_a_guess_to_confir
     assert r.value == tag and r.confidence < 0.5  # read back for the caller to confirm, flagged until then
     assert interpret_answer("asset", "quello del piano di sopra", d, "it").value is None  # a place word is nobody's own
     assert interpret_answer("asset", "il portale", d, "it").value is None  # a word two assets share names neither
+
+
+@pytest.mark.parametrize("said, language", [
+    ("la buppienne, lavoro da casa", "it"),  # "la VPN" said "vu pi enne", as Whisper base wrote it over G.711
+    ("la vu pi enne non si collega", "it"),
+    ("la vépéenne ne se connecte plus", "fr"),
+    ("the vee pee en keeps dropping", "en"),
+])
+def test_an_acronym_spelled_out_and_written_as_heard_names_its_asset(said, language):
+    d = Directory(assets=[
+        DirAsset(1, "VPN-1", "Accesso remoto VPN", "software", ("accesso remoto",), None, None, "high", "Data center"),
+        DirAsset(2, "WEB-1", "Sito istituzionale", "software", ("sito web",), None, None, "low", "Data center"),
+    ])
+    assert interpret_answer("asset", said, d, language).value == "VPN-1"
+    # two letters spell too short a word to tell from real ones: "la pièce jointe" is no PC
+    d2 = Directory(assets=[DirAsset(3, "PC-1", "PC anagrafe", "hardware", (), None, None, "low", "Palazzo B")])
+    assert interpret_answer("asset", "voir la pièce jointe", d2, "fr").value is None
+
+
+def test_a_half_heard_answer_is_also_guessed_from_its_words_put_back_to_the_inventory():
+    d = Directory(assets=[
+        DirAsset(1, "WEB-1", "Sito istituzionale", "software", ("sito web",), None, None, "low", "Data center"),
+        DirAsset(2, "DOC-1", "Gestione documentale", "software", (), None, None, "low", "Data center"),
+    ])
+    r = interpret_answer("asset", "digital institutionale", d, "it")  # "il sito istituzionale", half heard
+    assert r.value == "WEB-1" and r.confidence < 0.5

@@ -16,7 +16,7 @@ from rapidfuzz import fuzz, process
 from .contact import normalise_phone
 from .people import MATCH, People, PersonMatch
 from .text import fold
-from .vocabulary import KINDS, Vocabulary, canonical, spoken_numbers
+from .vocabulary import KINDS, Vocabulary, canonical, is_acronym, spoken_numbers
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +172,8 @@ class Directory:
         }
         self._ident_lookup = {re.sub(r"[-_\s]", "", k): v for k, v in idents.items()}
         self.vocabulary = Vocabulary(
-            w for a in self.assets for text in (a.name, *a.aliases, a.location or "") for w in _TOKEN.findall(fold(text))
+            (w for a in self.assets for text in (a.name, *a.aliases, a.location or "") for w in _TOKEN.findall(fold(text))),
+            acronyms={fold(w) for a in self.assets for text in (a.name, *a.aliases) for w in _TOKEN.findall(text) if is_acronym(w)},
         )
 
     @staticmethod
@@ -285,9 +286,12 @@ class Directory:
     def guess_asset(self, answer: str) -> AssetMatch | None:
         """For an answer to "which asset?" that `match_asset` could not place: the one asset whose own words
         (a word of its names that no other asset has) the answer says, at `GUESS` confidence, for someone to
-        confirm ("le seek web", a misheard "le site web", → the website); None when it says none, or words of
-        two assets."""
-        said = [w for w in asset_words(answer).split() if w in self._own_word]
+        confirm ("le seek web", a misheard "le site web", → the website), as said or put back to the inventory's
+        words ("digital institutionale" → "istituzionale", "la buppienne" → "vpn"); None when it says none, or
+        words of two assets."""
+        folded = fold(answer)
+        words = {*asset_words(folded).split(), *asset_words(self.vocabulary.correct(folded)).split()}
+        said = [w for w in words if w in self._own_word]
         named = {self._own_word[w].tag: (self._own_word[w], w) for w in said}
         if len(named) != 1:
             return None

@@ -266,6 +266,35 @@ def canonical(text: str) -> str:
 
 # -- words as a recogniser may have misheard them ---------------------------------------------------------------
 CORRECT_AT = 85  # the least similarity (0–100) at which a heard word is taken for a vocabulary word
+SPELLED_AT = 80  # the same, for an acronym said letter by letter: long, made-up spellings no real word is near
+
+# Letter names, folded, as a caller spells an acronym ("VPN": "vu pi enne", "vé pé èn", "vee pee en"); a recogniser
+# that does not know the acronym writes the sounds as one made-up word ("buppienne"). Alternatives with "|".
+LETTER_NAMES = {
+    "it": "a bi ci di e effe gi acca i ilunga|i cappa elle emme enne o pi cu erre esse ti u vu|vi doppiavu ics ipsilon zeta",
+    "fr": "a be ce de e effe|ef ge ache i ji ka elle|el emme|em enne|en o pe ku erre|er esse|es te u ve doubleve iks igrec zed",
+    "en": "ay bee see dee ee ef jee aitch eye jay kay el em en oh pee cue ar ess tee you vee doubleyou ex why zed|zee",
+}
+_LETTERS = {lang: dict(zip("abcdefghijklmnopqrstuvwxyz", (n.split("|") for n in names.split())))
+            for lang, names in LETTER_NAMES.items()}
+
+
+def spelled(acronym: str, limit: int = 8) -> set[str]:
+    """The ways `acronym` (folded letters) sounds spelled out in Italian, French and English, each run together as a
+    recogniser writes it: `spelled("vpn")` has "vupienne", "vipienne", "vepeenne", "veepeeen"."""
+    forms: set[str] = set()
+    for names in _LETTERS.values():
+        heads = [""]
+        for ch in acronym:
+            heads = [h + n for h in heads for n in names.get(ch, (ch,))][:limit]
+        forms.update(heads)
+    return forms
+
+
+def is_acronym(word: str) -> bool:
+    """A word said letter by letter: 3–5 letters written in capitals ("VPN", "PEC") or without a vowel ("vpn").
+    Two letters spell too short a word ("pici") to tell from real ones ("pièce")."""
+    return word.isalpha() and 3 <= len(word) <= 5 and (word.isupper() or not re.search(r"[aeiouy]", word.lower()))
 
 
 class Vocabulary:
@@ -278,7 +307,7 @@ class Vocabulary:
     → "multifunzione"). "la stampande del terso piano" → "la stampante del terzo piano". Corrections are
     remembered per word (a snapshot's vocabulary does not change)."""
 
-    def __init__(self, words):
+    def __init__(self, words, acronyms=()):
         from .text import sound_key
 
         known = {w for w in words if w.isalpha() and len(w) >= 3}
@@ -289,6 +318,9 @@ class Vocabulary:
         self._words = sorted(known)
         self._sound_key = sound_key
         self._memo: dict[str, str] = {}
+        # An acronym's spellings (`spelled`): a heard word near one of them is put back to the acronym.
+        self._spelled = {form: a for a in sorted(set(acronyms)) for form in spelled(a)}
+        self._spelled_forms = sorted(self._spelled)
 
     def __contains__(self, word: str) -> bool:
         return word in self._known
@@ -307,10 +339,32 @@ class Vocabulary:
             score = max(letters, (letters + fuzz.ratio(key, self._sound_key(candidate))) / 2)
             if score > best_score:
                 best, best_score = candidate, score
-        out = best if best_score >= CORRECT_AT else heard
+        out = best if best_score >= CORRECT_AT else (self._spelled_acronym(heard) or heard)
         if len(self._memo) < 50_000:
             self._memo[heard] = out
         return out
+
+    def _spelled_acronym(self, heard: str) -> str | None:
+        """The acronym whose spelling `heard` is ("buppienne" → "vpn"), scored as `word` scores, at `SPELLED_AT`."""
+        if not self._spelled_forms or len(heard) < 5:
+            return None
+        from rapidfuzz import fuzz, process
+
+        key, best, best_score = self._sound_key(heard), None, 0.0
+        for form, letters, _ in process.extract(heard, self._spelled_forms, scorer=fuzz.ratio, limit=5, score_cutoff=65):
+            score = max(letters, (letters + fuzz.ratio(key, self._sound_key(form))) / 2)
+            if score > best_score:
+                best, best_score = form, score
+        return self._spelled[best] if best is not None and best_score >= SPELLED_AT else None
+
+    def _spelled_run(self, words: list[str], i: int) -> tuple[str, int] | None:
+        """An acronym spelled in the two or three short unknown words from `words[i]` on, and how many they are."""
+        for n in (3, 2):
+            part = words[i:i + n]
+            if len(part) == n and all(len(p) <= 5 and p not in self._known for p in part):
+                if (acronym := self._spelled_acronym("".join(part))) is not None:
+                    return acronym, n
+        return None
 
     def correct(self, folded: str) -> str:
         words = re.findall(r"\w+", folded)
@@ -318,6 +372,10 @@ class Vocabulary:
         i = 0
         while i < len(words):
             w = words[i]
+            if (run := self._spelled_run(words, i)) is not None:  # "vu pi enne", "vee pee en": the acronym
+                out.append(run[0])
+                i += run[1]
+                continue
             if i + 1 < len(words) and (joined := w + words[i + 1]) in self._known and not (w in self._known and words[i + 1] in self._known):
                 out.append(joined)
                 i += 2
