@@ -447,3 +447,14 @@ def test_an_answer_the_caller_confirmed_keeps_the_words_the_ivr_heard_and_needs_
     t, f = fields_of(core, result.ticket_id)
     assert f["asset"][1] == "caller" and f["transcript_asset"][1] == "ivr"  # the confirmed answer stays as it was
     assert f["transcript_anomaly"][0] == "la stampante del secondo piano non stampa"
+
+
+def test_a_hinted_problem_transcript_that_says_too_little_for_its_speech_is_decoded_again(sqlite_core, whisper_transcriber):
+    # Whisper base given the assets' names as hints for a problem answer wrote "2, stampante ufficio" for four
+    # seconds of speech (bench/calls.py, it-14): that says too little, and the job decodes it again without hints.
+    w = worker(sqlite_core, whisper_transcriber)
+    said = "The salary slips are wrong since this morning and nobody in the office can open them."
+    speech = espeak(said)
+    assert w._says_too_little("2, payroll module", speech, "en")
+    assert not w._says_too_little(said, speech, "en")
+    assert not w._says_too_little("Payroll.", espeak("payroll"), "en")  # a short answer is short by nature

@@ -116,6 +116,30 @@ def rms_dbfs(pcm: bytes, rate: int) -> float:
     return AudioSegment(data=pcm, sample_width=2, frame_rate=rate, channels=1).dBFS
 
 
+def speech_seconds(pcm: bytes, rate: int) -> float:
+    """Seconds of speech in 16-bit mono PCM: Silero's voice activity (shipped with faster-whisper, at 16 kHz);
+    elsewhere, the 30-ms frames within 20 dB of the loudest one."""
+    import numpy as np
+
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    if not len(samples):
+        return 0.0
+    if rate == 16000:
+        try:
+            from faster_whisper.vad import VadOptions, get_speech_timestamps
+        except ImportError:
+            pass
+        else:
+            spans = get_speech_timestamps(samples, VadOptions(min_silence_duration_ms=300, speech_pad_ms=100))
+            return sum(s["end"] - s["start"] for s in spans) / rate
+    frame = max(1, int(rate * 0.03))
+    n = len(samples) // frame
+    if n == 0:
+        return 0.0
+    energy = (samples[: n * frame].reshape(n, frame) ** 2).mean(axis=1)
+    return float((energy > energy.max() * 10 ** -2).sum() * frame / rate)
+
+
 def load(source: bytes | str | Path, rate: int, *, silence_floor: float = SILENCE_FLOOR_DBFS) -> Audio:
     """Normalise a recording (bytes or a path) to mono 16-bit PCM at `rate`."""
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)

@@ -55,6 +55,12 @@ SHORT_WINDOW: float | None = 15.0
 # calls, and padding it as well took 4 calls' p95 from 6.5 to 13.8 s.
 PADDED_QUESTIONS = frozenset({"asset"})
 
+# A problem decoded with hints that gives fewer words than this per second of speech (people say 2–3) wrote the
+# hints or a few numbers instead of what was said: decoded again without hints. Answers under THIN_SPEECH_SECONDS
+# of speech are short by nature ("la stampante").
+THIN_WORDS_PER_SECOND = 1.0
+THIN_SPEECH_SECONDS = 2.0
+
 
 def directory_phrases(directory) -> dict[str, list[str]]:
     """The phrases callers may answer with, per question: asset names, aliases and tags; people's names."""
@@ -177,12 +183,27 @@ class Worker:
         grammar = self._grammar(language, question)
         windowed = question not in PADDED_QUESTIONS
         if grammar is not None and grammar.bias:  # hints, not a constraint: one decoding with them
-            return self.transcriber.transcribe(data, language, grammar, windowed=windowed)
+            t = self.transcriber.transcribe(data, language, grammar, windowed=windowed)
+            if question == "anomaly" and not t.silent and self._says_too_little(t.text, data, language):
+                # The problem's hints are only a nudge (the assets' names): a decoding that wrote them, or a few
+                # numbers, for seconds of speech ("2, stampante ufficio") is decoded again without them.
+                free = self.transcriber.transcribe(data, language, windowed=windowed)
+                if len(free.text.split()) > len(t.text.split()):
+                    log.info("hinted problem transcript %r said too little for the speech: %r kept instead", t.text, free.text)
+                    return free
+            return t
         if grammar is not None and question != "anomaly":
             t = self.transcriber.transcribe(data, language, grammar, windowed=windowed)
             if t.silent or (t.text and t.confidence >= GRAMMAR_MIN_CONFIDENCE):
                 return t
         return self.transcriber.transcribe(data, language, windowed=windowed)
+
+    def _says_too_little(self, text: str, data: bytes, language: str) -> bool:
+        from . import audio
+
+        rate = self.transcriber.engine(language).sample_rate
+        seconds = audio.speech_seconds(audio.load(data, rate).pcm, rate)
+        return seconds >= THIN_SPEECH_SECONDS and len(text.split()) < THIN_WORDS_PER_SECOND * seconds
 
     def _grammar(self, language: str, question: str):
         if self.phrases is None:
