@@ -452,3 +452,15 @@ def test_a_half_heard_answer_is_also_guessed_from_its_words_put_back_to_the_inve
     ])
     r = interpret_answer("asset", "digital institutionale", d, "it")  # "il sito istituzionale", half heard
     assert r.value == "WEB-1" and r.confidence < 0.5
+
+
+@pytest.mark.parametrize("said, language", [
+    ("the mapping system", "en"), ("les maps ne se chargent pas", "fr"), ("la cartographie ne s'ouvre pas", "fr"), ("le mappe non si caricano", "it"),
+])
+def test_the_maps_are_the_gis_in_every_language(said, language):
+    d = Directory(assets=[
+        DirAsset(1, "GIS-1", "Sistema informativo territoriale", "software", ("cartografia", "qgis"), None, None, "low", "Data center"),
+        DirAsset(2, "NET-1", "Rete dati", "hardware", ("rete",), None, None, "low", "Tutte le sedi"),
+    ])
+    assert interpret_answer("asset", said, d, language).value == "GIS-1"
+    assert interpret_answer("asset", "les cartes réseau ne répondent plus", d, "fr").value != "GIS-1"

@@ -222,6 +222,7 @@ SYNONYMS: tuple[str, ...] = (
     "scanner|scanners|numeriseur",
     "direzione generale|direction generale|general management|direttore generale|directeur general|general manager",
     "sistema informativo territoriale|systeme d information territoriale|gis",
+    "cartografia|mappe|cartographie|mapping|maps",  # not "cartes": "les cartes réseau" are network cards
     "personale|personnel|staff|human resources|ressources humaines|risorse umane",
     "stipendi|paie|payroll|salaires|salaries",
     "presenze|presences|attendance|assenze|absences",
