@@ -322,6 +322,7 @@ class Vocabulary:
         # An acronym's spellings (`spelled`): a heard word near one of them is put back to the acronym.
         self._spelled = {form: a for a in sorted(set(acronyms)) for form in spelled(a)}
         self._spelled_forms = sorted(self._spelled)
+        self._spelled_memo: dict[str, str | None] = {}
 
     def __contains__(self, word: str) -> bool:
         return word in self._known
@@ -332,14 +333,7 @@ class Vocabulary:
             return heard
         if (done := self._memo.get(heard)) is not None:
             return done
-        from rapidfuzz import fuzz, process
-
-        best, best_score = heard, 0.0
-        key = self._sound_key(heard)
-        for candidate, letters, _ in process.extract(heard, self._words, scorer=fuzz.ratio, limit=5, score_cutoff=65):
-            score = max(letters, (letters + fuzz.ratio(key, self._sound_key(candidate))) / 2)
-            if score > best_score:
-                best, best_score = candidate, score
+        best, best_score = self._nearest(heard, self._words)
         out = best if best_score >= CORRECT_AT else (self._spelled_acronym(heard) or heard)
         if len(self._memo) < 50_000:
             self._memo[heard] = out
@@ -349,14 +343,25 @@ class Vocabulary:
         """The acronym whose spelling `heard` is ("buppienne" → "vpn"), scored as `word` scores, at `SPELLED_AT`."""
         if not self._spelled_forms or len(heard) < 5:
             return None
+        if heard in self._spelled_memo:
+            return self._spelled_memo[heard]
+        best, best_score = self._nearest(heard, self._spelled_forms)
+        acronym = self._spelled[best] if best_score >= SPELLED_AT else None
+        if len(self._spelled_memo) < 50_000:
+            self._spelled_memo[heard] = acronym
+        return acronym
+
+    def _nearest(self, heard: str, candidates: list[str]) -> tuple[str, float]:
+        """The candidate nearest `heard` and its score (0–100): the letters' similarity, raised half-way towards
+        how alike they sound; (`heard`, 0) when none is near at all."""
         from rapidfuzz import fuzz, process
 
-        key, best, best_score = self._sound_key(heard), None, 0.0
-        for form, letters, _ in process.extract(heard, self._spelled_forms, scorer=fuzz.ratio, limit=5, score_cutoff=65):
-            score = max(letters, (letters + fuzz.ratio(key, self._sound_key(form))) / 2)
+        key, best, best_score = self._sound_key(heard), heard, 0.0
+        for candidate, letters, _ in process.extract(heard, candidates, scorer=fuzz.ratio, limit=5, score_cutoff=65):
+            score = max(letters, (letters + fuzz.ratio(key, self._sound_key(candidate))) / 2)
             if score > best_score:
-                best, best_score = form, score
-        return self._spelled[best] if best is not None and best_score >= SPELLED_AT else None
+                best, best_score = candidate, score
+        return best, best_score
 
     def _spelled_run(self, words: list[str], i: int) -> tuple[str, int] | None:
         """An acronym spelled in the two or three short unknown words from `words[i]` on, and how many they are."""
