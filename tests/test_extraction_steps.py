@@ -464,3 +464,38 @@ def test_the_maps_are_the_gis_in_every_language(said, language):
     ])
     assert interpret_answer("asset", said, d, language).value == "GIS-1"
     assert interpret_answer("asset", "les cartes réseau ne répondent plus", d, "fr").value != "GIS-1"
+
+
+OFFICES = Directory(
+    users=[DirUser(1, "Luca Ferrari", "luca.ferrari@example.org", (), "Tributi"), DirUser(2, "Anna Neri", "anna.neri@example.org", (), "Protocollo")],
+    assets=[
+        DirAsset(1, "PRN-A", "Stampante multifunzione piano 2", "hardware", ("stampante", "printer"), None, None, "low", "Palazzo A piano 2"),
+        DirAsset(2, "PRN-T", "Stampante Ufficio Tributi", "hardware", ("stampante tributi",), None, None, "low", "Palazzo B piano 1"),
+        DirAsset(3, "TRIB", "Gestione tributi", "software", ("tributi",), None, None, "high", "Sala server"),
+        DirAsset(4, "PC-T", "PC Ufficio Tributi 4", "hardware", ("pc tributi",), None, None, "medium", "Palazzo B piano 1"),
+    ],
+)
+
+
+@pytest.mark.parametrize("text, tag", [
+    ("Buongiorno, la stampante non stampa più.", "PRN-T"),  # the printer of the office the sender works in
+    ("il mio computer si riavvia da solo", "PC-T"),
+    ("la stampante del secondo piano fa le righe", "PRN-A"),  # a place said beats the office
+    ("la stampante multifunzione è inceppata", "PRN-A"),  # so does a name more precise than the kind
+    ("non riesco ad aprire il programma dei tributi", "TRIB"),
+])
+def test_a_thing_named_only_by_its_kind_is_the_one_at_the_reporters_office(text, tag):
+    c = Contact(channel=Channel.EMAIL, external_id="o", sender=Sender("Luca Ferrari", "luca.ferrari@example.org"), subject="problema", text=text)
+    x = extract(c, OFFICES)
+    assert x.asset is not None and x.asset.tag == tag
+    if tag in ("PRN-T", "PC-T"):
+        assert x.fields["asset"].confidence < 0.8  # told by the office, not by the words: a little less sure
+
+
+def test_the_office_said_in_a_spoken_name_answer_places_the_printer_too():
+    c = Contact(channel=Channel.VOICE, external_id="o2", answers={
+        "name": Answer("sono Piero Bassi dell'ufficio tributi", "transcript", 0.8), "asset": Answer("la stampante", "transcript", 0.8)})
+    assert extract(c, OFFICES).asset.tag == "PRN-T"
+    # someone whose office has no printer of its own: the printer the words name, as before
+    c = Contact(channel=Channel.EMAIL, external_id="o3", sender=Sender("Anna Neri", "anna.neri@example.org"), subject="stampante", text="la stampante non va")
+    assert extract(c, OFFICES).asset.tag == "PRN-A"

@@ -209,6 +209,7 @@ class Directory:
         and aliases: "pc", "stampante") and where it is (its location and the rest of its name, as place
         tokens), each place token weighted by how few assets share it; and the numbers of its identifiers."""
         self._kinds: dict[int, set[str]] = {}
+        self._kind_words: dict[str, frozenset[str]] = {}
         self._of_kind: dict[str, list[int]] = {}
         self._place_of: dict[int, set[str]] = {}
         self._numbers: dict[int, list[int]] = {}
@@ -218,6 +219,7 @@ class Directory:
             kinds = {w.split()[0] for w in named} | {t for w in named for t in w.split() if t in KINDS}
             places = _places(asset_words(a.name)) | _places(asset_words(a.location or ""))
             self._kinds[i], self._place_of[i] = kinds, places - kinds
+            self._kind_words[a.tag] = frozenset(kinds & KINDS)
             for k in kinds:
                 self._of_kind.setdefault(k, []).append(i)
             for t in self._place_of[i]:
@@ -236,6 +238,15 @@ class Directory:
         self._place_weight = {t: math.log((n + 1) / c) for t, c in df.items()}
 
     # -- assets ---------------------------------------------------------------------------------------------
+    def kinds_of(self, asset: DirAsset) -> frozenset[str]:
+        """The kinds of thing (`vocabulary.KINDS`) an asset is, by its names: {"stampante"} for a printer."""
+        return self._kind_words.get(asset.tag, frozenset())
+
+    def says_where(self, asset: DirAsset, text: str) -> bool:
+        """Whether `text` names a place of `asset` ("del secondo piano" for the printer on floor 2)."""
+        i = next((i for i, a in enumerate(self.assets) if a.tag == asset.tag), None)
+        return i is not None and bool(self._place_of[i] & _places(asset_words(text)))
+
     def match_asset(self, text: str, *, fuzzy: bool = True) -> AssetMatch | None:
         """The asset `text` speaks of, from the surest evidence down:
         1. an identifier (tag, hostname, serial), as written or said ("pc zero uno quattro due");

@@ -23,7 +23,8 @@ from typing import Callable
 from rapidfuzz import fuzz
 
 from .contact import Answer, Channel, Contact
-from .directory import DirAsset, Directory, DirUser
+from .directory import DirAsset, Directory, DirUser, asset_words, stems
+from .vocabulary import KINDS
 from .people import name_words
 from .text import CleanText, clean, fold, guess_language, strip_subject_prefixes
 
@@ -55,6 +56,7 @@ class Extraction:
     asset_criticality: str | None = None
     language: str = "it"
     cleaned: CleanText | None = None
+    office: str | None = None  # where the reporter works, as said ("sono Luca Ferrari dei tributi") or in the directory
 
     def set(self, name: str, value: str | None, confidence: float, source: str) -> None:
         if value is None or not str(value).strip():
@@ -290,6 +292,8 @@ def identify_reporter(x: Extraction) -> None:
         elif confidence > 0 and name:
             x.set("reporter_name", name, confidence, source)
 
+    x.office = (x.user.department if x.user is not None else None) or department
+
     if not x.fields["reporter_email"].value and (m := _EMAIL_RE.search(text)):
         x.set("reporter_email", m.group(0).lower(), 0.6, "body")
     if not x.fields["reporter_phone"].value:
@@ -350,9 +354,9 @@ def match_asset(x: Extraction) -> None:
             x.set("asset", answer.value, 1.0, "caller")
         return
     if answer is not None:
-        hit = d.match_asset(answer.value)
+        hit, weight = _at_the_office(x, d.match_asset(answer.value), answer.value, answer.confidence)
         if hit:
-            _asset(x, hit, answer.confidence)
+            _asset(x, hit, weight)
             return
     texts = [x.cleaned.body if x.cleaned else c.text]
     if (problem := c.answers.get("anomaly")) is not None:
@@ -360,13 +364,44 @@ def match_asset(x: Extraction) -> None:
     # A reply's subject is the old conversation's: what the user writes now comes first.
     replying = x.subject != (c.subject or "").strip()
     hit = d.match_asset("\n".join(t for t in texts if t)) if replying else None
-    hit = hit or d.match_asset("\n".join(t for t in (x.subject, *texts) if t))
+    joined = "\n".join(t for t in (x.subject, *texts) if t)
+    hit, weight = _at_the_office(x, hit or d.match_asset(joined), joined, 1.0 if answer is None else 0.8)
     if hit:
-        _asset(x, hit, 1.0 if answer is None else 0.8)
+        _asset(x, hit, weight)
     elif answer is not None and (hit := d.guess_asset(answer.value)) is not None:
         _asset(x, hit, answer.confidence)  # a word only that asset has, in a half-heard answer: to be checked
     elif answer is not None:
         x.set("asset", answer.value, answer.confidence * 0.5, answer.source)
+
+
+AT_THE_OFFICE = 0.85  # weight of an asset told by the reporter's office rather than by the words alone
+
+
+def _at_the_office(x: Extraction, hit, text: str, weight: float) -> tuple:
+    """A text that names only a kind of thing ("la stampante" with several printers, "il pc") made precise by
+    where the reporter works (the directory's department, or as said: "sono Luca Ferrari dei tributi"): the
+    tributi printer, as a desk operator would take it, a little less sure. `(hit, weight)`, hit possibly None."""
+    d = x.directory
+    if not x.office or (hit is not None and (not _kind_only(hit) or d.says_where(hit.asset, text))):
+        return hit, weight
+    kinds = {w for w in asset_words(text).split() if w in KINDS}  # every kind said: "stampante multifunzione"
+    if not kinds and hit is not None:  # or the one the match stands on, as heard ("stampa")
+        kinds = {k for k in KINDS if hit.matched in (k, stems(k))}
+    if not kinds:
+        return hit, weight  # no kind said: the office alone names nothing
+    # "which stampante is at the tributi?", asked of the inventory as words written right
+    better = d.match_asset(f"{' '.join(sorted(kinds))} {x.office}", fuzzy=False)
+    if better is None or _kind_only(better) or not kinds <= d.kinds_of(better.asset) or (hit is not None and better.asset.tag == hit.asset.tag):
+        return hit, weight
+    return better, weight * AT_THE_OFFICE
+
+
+_KIND_STEMS = frozenset(stems(k) for k in KINDS)
+
+
+def _kind_only(hit) -> bool:
+    """A match on the kind of thing alone ("stampante", or its stem "stampa"), which several assets may be."""
+    return hit.matched in KINDS or hit.matched in _KIND_STEMS
 
 
 def _asset(x: Extraction, hit, weight: float) -> None:
