@@ -499,3 +499,11 @@ def test_the_office_said_in_a_spoken_name_answer_places_the_printer_too():
     # someone whose office has no printer of its own: the printer the words name, as before
     c = Contact(channel=Channel.EMAIL, external_id="o3", sender=Sender("Anna Neri", "anna.neri@example.org"), subject="stampante", text="la stampante non va")
     assert extract(c, OFFICES).asset.tag == "PRN-A"
+
+
+def test_the_ivr_reads_an_asset_answer_with_the_callers_name_as_context():
+    # What the IVR says back for "la stampante" depends on who calls (the flow's Understand.context)
+    assert interpret_answer("asset", "la stampante", OFFICES, "it").value == "PRN-A"
+    assert interpret_answer("asset", "la stampante", OFFICES, "it", {"name": "Luca Ferrari"}).value == "PRN-T"
+    assert interpret_answer("asset", "la stampante", OFFICES, "it", {"name": "sono Piero Bassi dell'ufficio tributi"}).value == "PRN-T"
+    assert interpret_answer("asset", "la stampante del secondo piano", OFFICES, "it", {"name": "Luca Ferrari"}).value == "PRN-A"

@@ -30,9 +30,12 @@ def to_menu(flow: Flow, language_key: str | None = None, **kw):
     assert actions == [Gather(("menu",), 1, flow.s.gather_timeout)]
 
 
-def unheard(flow: Flow, question: str, blob, seconds: float = 3.0):
+MARIO = (("name", "Mario Rossi"),)  # the asset is read knowing who calls: their office places "la stampante"
+
+
+def unheard(flow: Flow, question: str, blob, seconds: float = 3.0, context=()):
     """Record an answer the gateway does not recognise (no directory user, no asset): no question asked back."""
-    assert flow.handle(Recorded(blob, seconds)) == [Understand(question, blob)]
+    assert flow.handle(Recorded(blob, seconds)) == [Understand(question, blob, context)]
     return flow.handle(Understood(question))
 
 
@@ -61,7 +64,7 @@ def test_a_known_caller_confirms_and_skips_the_name():
     assert flow.language == "it"
     assert flow.handle(Digits("1")) == [Gather(("are-you", Text("Mario Rossi"), "yes-no"), 1, 6.0)]
     assert kinds(flow.handle(Digits("1"))) == ["Record"] and flow.report.confirmed_name == "Mario Rossi"
-    unheard(flow, "asset", ASSET)
+    unheard(flow, "asset", ASSET, context=MARIO)
     flow.handle(Recorded(PROBLEM, 9))
     (submit,) = flow.handle(Digits("1"))
     assert submit.report.urgent is True and "name" not in submit.report.recordings
@@ -218,7 +221,7 @@ def to_asset(flow: Flow):
 def test_a_known_asset_is_said_back_and_confirmed_with_1():
     flow = Flow()
     to_asset(flow)
-    assert flow.handle(Recorded(ASSET, 5.0)) == [Understand("asset", ASSET)]
+    assert flow.handle(Recorded(ASSET, 5.0)) == [Understand("asset", ASSET, MARIO)]
     assert flow.handle(PROT) == [CONFIRM_ASSET]
     assert flow.handle(Digits("1")) == [Record("anomaly", ("say-problem",), 120)]
     flow.handle(Recorded(PROBLEM, 9))
@@ -234,7 +237,7 @@ def test_2_says_it_again_and_the_second_answer_is_confirmed():
     flow.handle(Understood("asset", "CONT-01", "Contabilità finanziaria", 0.9))
     assert flow.handle(Digits("2")) == [Record("asset", ("say-asset",), 15)]
     again = BlobRef("e" * 64, 9000)
-    assert flow.handle(Recorded(again, 4.0)) == [Understand("asset", again)]
+    assert flow.handle(Recorded(again, 4.0)) == [Understand("asset", again, MARIO)]
     assert flow.handle(PROT) == [CONFIRM_ASSET]
     flow.handle(Digits("1"))
     assert flow.report.heard == {"asset": Heard("PROT-01", 1.0, True)} and flow.report.recordings["asset"] == again
@@ -317,7 +320,7 @@ def test_an_asset_that_matches_nothing_is_asked_once_more_then_the_call_goes_on(
     flow.handle(Recorded(ASSET, 5.0))
     assert flow.handle(Understood("asset", said="la rotiene")) == [SAY_ASSET_AGAIN]
     again = BlobRef("e" * 64, 9000)
-    assert flow.handle(Recorded(again, 4.0)) == [Understand("asset", again)]
+    assert flow.handle(Recorded(again, 4.0)) == [Understand("asset", again, MARIO)]
     assert flow.handle(Understood("asset", said="la ruptiene")) == [Record("anomaly", ("say-problem",), 120)]
     assert flow.report.heard == {} and flow.report.recordings["asset"] == again  # the transcript fills it in later
 
@@ -349,6 +352,8 @@ def test_a_name_the_directory_lacks_is_not_asked_again_but_one_not_heard_is():
     flow.handle(Digits("1"))
     flow.handle(Recorded(NAME, 2.0))
     assert flow.handle(Understood("name", said="mi chiamo Ugo Foscolo")) == [Record("asset", ("say-asset",), 15)]
+    # the asset is then read with the name as heard: "dell'ufficio tributi" said with it places "la stampante"
+    assert flow.handle(Recorded(ASSET, 3.0)) == [Understand("asset", ASSET, (("name", "mi chiamo Ugo Foscolo"),))]
     flow = Flow()
     to_menu(flow, caller="+33479000000")
     flow.handle(Digits("1"))

@@ -1,8 +1,9 @@
 """One answer read while the caller waits: the core's side of the IVR's confirmation port.
 
 `AnswerReader(directory)` is what `gateway/` gives the voice channel as `ChannelContext.interpret`:
-- `reader(question, text, language)`: the core's reading of one transcribed answer, by the same extraction steps
-  every contact goes through (`extraction.interpret_answer`: the asset step, the reporter step);
+- `reader(question, text, language, context=None)`: the core's reading of one transcribed answer, by the same
+  extraction steps every contact goes through (`extraction.interpret_answer`: the asset step, the reporter step),
+  with the call's earlier answers as context (the caller's name, whose office places "la stampante");
 - `reader.phrases(question)`: what answers to that question may name (the inventory's asset names, aliases and
   tags; the directory's people), for the transcriber to listen for (Whisper hotwords, Vosk grammars).
 
@@ -26,8 +27,8 @@ class AnswerReader:
         self._of: Directory | None = None
         self._phrases: dict[str, list[str]] = {}
 
-    def __call__(self, question: str, text: str, language: str | None = None) -> Interpretation:
-        return interpret_answer(question, text, self.directory(), language)
+    def __call__(self, question: str, text: str, language: str | None = None, context: dict[str, str] | None = None) -> Interpretation:
+        return interpret_answer(question, text, self.directory(), language, context)
 
     def phrases(self, question: str) -> list[str]:
         directory = self.directory()

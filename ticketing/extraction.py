@@ -543,7 +543,8 @@ class Interpretation:
         return self.spoken
 
 
-def interpret_answer(question: str, text: str, directory: Directory, language: str | None = None) -> Interpretation:
+def interpret_answer(question: str, text: str, directory: Directory, language: str | None = None,
+                     context: dict[str, str] | None = None) -> Interpretation:
     """Read one answer's text with the same steps a whole contact goes through: "asset" with `match_asset`,
     "name" with `identify_reporter` (the spoken-name phrases included); other questions are kept as said.
 
@@ -551,13 +552,18 @@ def interpret_answer(question: str, text: str, directory: Directory, language: s
     (`ChannelContext.interpret`, bound to the directory snapshot in gateway/) calls it while the caller waits.
     `interpret_answer("asset", "la stampante del secondo piano", d, "it")` →
     `Interpretation(value="PRN-0210", spoken="Stampante multifunzione piano 2", confidence=0.77, …)`.
+    `context`: the call's earlier answers; {"name": …} gives the asset step the reporter's office.
     """
     said = (text or "").strip()
     if question not in ("asset", "name") or not said:
         return Interpretation(None, 0.0, "transcript", said or None)
-    contact = Contact(channel=Channel.VOICE, external_id="answer", language=language, answers={question: Answer(said, "transcript", 1.0)})
+    answers = {question: Answer(said, "transcript", 1.0)}
+    name = (context or {}).get("name") if question == "asset" else None
+    if name and name.strip():
+        answers["name"] = Answer(name.strip(), "transcript", 1.0)
+    contact = Contact(channel=Channel.VOICE, external_id="answer", language=language, answers=answers)
     if question == "asset":
-        x = extract(contact, directory, ("clean_text", "match_asset"))
+        x = extract(contact, directory, ("clean_text", "identify_reporter", "match_asset") if "name" in answers else ("clean_text", "match_asset"))
         f, a = x.fields["asset"], x.asset
         if a is None:
             return Interpretation(None, 0.0, "transcript", said)

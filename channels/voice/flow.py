@@ -153,6 +153,9 @@ class Understand:
 
     question: str  # name | asset
     recording: BlobRef
+    # Earlier answers that help read this one, as confirmed or heard: (("name", "Luca Ferrari"),) for the asset,
+    # so "la stampante" from someone of the Tributi is read as the Tributi printer.
+    context: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -290,7 +293,9 @@ class Flow:
         if self.question != question:  # a new question (not "say it again"): its own count
             self.question, self.best, self.refusals, self.repeated = question, None, 0, False
         self.state, self.candidate = "understanding", None
-        return [Understand(question, self.report.recordings[question])]
+        name = self.report.confirmed_name or self.report.said.get("name")
+        context = (("name", name),) if question == "asset" and name else ()
+        return [Understand(question, self.report.recordings[question], context)]
 
     def _on_understanding(self, e: Event) -> list[Action]:
         if not isinstance(e, Understood) or e.question != self.question:

@@ -35,19 +35,22 @@ from .flow import Understood
 log = logging.getLogger("channels.voice.understand")
 
 Transcribe = Callable[[Path, str, str, list[str]], str]
-Interpret = Callable[[str, str, str], Any]  # with .phrases(question) -> list[str] when it can say what to listen for
+# (question, text, language[, context]) with .phrases(question) -> list[str] when it can say what to listen for;
+# context: earlier answers, {"name": "Luca Ferrari"}, given only when the flow has some
+Interpret = Callable[..., Any]
 GRAMMAR_MIN_CONFIDENCE = 0.6  # a constrained (Vosk grammar) result under this is decoded again freely
 
 
 class Understander:
-    """`understander(question, recording, language) -> Understood`; thread-safe, called by many calls at once."""
+    """`understander(question, recording, language[, context]) -> Understood`; thread-safe, called by many calls at
+    once. `context`: the call's earlier answers (`Understand.context`), handed to the interpret port."""
 
     def __init__(self, transcribe: Transcribe, interpret: Interpret, blobs):
         self.transcribe, self.interpret, self.blobs = transcribe, interpret, blobs
         self._no_model: set[str] = set()
         self._lock = threading.Lock()
 
-    def __call__(self, question: str, recording: BlobRef, language: str) -> Understood:
+    def __call__(self, question: str, recording: BlobRef, language: str, context: dict[str, str] | None = None) -> Understood:
         if language in self._no_model:
             return Understood(question)
         phrases = getattr(self.interpret, "phrases", None)
@@ -61,7 +64,7 @@ class Understander:
             return Understood(question)
         if not text or not text.strip():
             return Understood(question, said="")
-        reading = self.interpret(question, text, language)
+        reading = self.interpret(question, text, language, context) if context else self.interpret(question, text, language)
         understood = as_understood(question, reading, text)
         log.info("the %s answer %r was taken for %r (%.2f)", question, text, understood.value, understood.confidence)
         return understood
