@@ -229,8 +229,11 @@ def _incidents(core: Core):
 
 def _readmit(core: Core):
     """Rejections readmitted through the normal intake; the email channel reads its stored mail again."""
+    from channels.email.auth import SenderCheck
     from channels.email.readmit import MailReader
     from ticketing.readmit import Readmissions
 
     intake = core.metrics.wrap_intake(core.intake) if core.metrics is not None else core.intake
-    return Readmissions(core.sessions, intake, core.blobs, {"email": MailReader(core.blobs, core.config.email.max_attachment_bytes)}, core.config.ticketing.number_prefix)
+    email = core.config.email
+    reader = MailReader(core.blobs, email.max_attachment_bytes, SenderCheck.from_settings(email.ack))
+    return Readmissions(core.sessions, intake, core.blobs, {"email": reader}, core.config.ticketing.number_prefix)

@@ -334,3 +334,34 @@ def test_after_a_merge_the_survivor_is_found_by_the_duplicates_words(core, incid
     incidents.merge(dup.ticket_number, keep.ticket_number, "primo")
     suggestions.run_once(core.sessions)  # the worker follows the merge's events, as it follows intake's
     assert keep.ticket_number in found("scanner")  # the messages moved, and their words with them
+
+
+PARTNER_AUTO_REPLY = (
+    b"From: Bruno Neri <bruno@partner.example.com>\r\nTo: helpdesk@example.it\r\nSubject: Portale SUAP\r\n"
+    b"Message-ID: <readmit-partner@partner.example.com>\r\nDate: Mon, 2 Mar 2026 09:00:00 +0100\r\nAuto-Submitted: auto-replied\r\n"
+    b"%s\r\nIl portale SUAP non accetta le pratiche da stamattina.\r\n"
+)
+
+
+@pytest.mark.parametrize("results, acknowledged", [
+    (b"Authentication-Results: mx.desk.example.org; dmarc=pass header.from=partner.example.com\r\n", True),
+    (b"Authentication-Results: evil.example.net; dmarc=pass header.from=partner.example.com\r\n", False),  # forged
+])
+def test_a_readmitted_mail_is_acknowledged_as_its_authenticated_sender_would_have_been(tmp_path, database_url, results, acknowledged):
+    # The sender is nobody the directory knows: only the mail's authentication vouches for the address
+    # (issue 14 §6, no backscatter), checked again on the stored mail when an operator readmits it.
+    from tests.conftest import make_config
+    from gateway.app import build_core, channel_context, seed_directory
+    from ticketing.outbox import OutboxMail
+
+    core = build_core(make_config(tmp_path, database_url, email__ack__trusted_authserv_ids='["mx.desk.example.org"]'))
+    try:
+        seed_directory(core)
+        rejection = rejected_mail(core, PARTNER_AUTO_REPLY % results)
+        first = channel_context(core, core.config.web).readmit.readmit(rejection, "primo")
+        assert first.outcome == "created"
+        with core.sessions() as s:
+            sent_to = s.scalars(select(OutboxMail.recipient)).all()  # a fresh database: this ticket's, if any
+        assert sent_to == (["bruno@partner.example.com"] if acknowledged else [])
+    finally:
+        core.close()

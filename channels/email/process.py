@@ -66,6 +66,13 @@ def _store(blobs: BlobStore | str | Path) -> BlobStore:
     return _STORES[key]
 
 
+def checked(contact: Contact, raw: bytes, msg, sender_check: Callable[[bytes, Any, str | None], bool] | None) -> Contact:
+    """The contact with `Sender.verified` set when `sender_check` vouches for its From: address (DMARC alignment)."""
+    if sender_check is not None and contact.sender.email and sender_check(raw, msg, contact.sender.email):
+        return contact.replace(sender=dataclasses.replace(contact.sender, verified=True))
+    return contact
+
+
 def prepare(
     raw: bytes,
     blobs: BlobStore | str | Path,
@@ -87,9 +94,8 @@ def prepare(
     received_at = received_at or datetime.now(timezone.utc)
     try:
         msg = load(raw)
-        contact = to_contact(msg, raw, store, max_attachment=max_attachment, raw_ref=ref, received_at=received_at)
-        if sender_check is not None and contact.sender.email and sender_check(raw, msg, contact.sender.email):
-            contact = contact.replace(sender=dataclasses.replace(contact.sender, verified=True))
+        contact = checked(to_contact(msg, raw, store, max_attachment=max_attachment, raw_ref=ref, received_at=received_at),
+                          raw, msg, sender_check)
         verdict = classify(msg, raw, envelope_from=envelope_from, prefix=prefix)
     except Exception as e:  # noqa: BLE001 - our parser failed: keep the mail where an operator sees it
         log.exception("email %s could not be parsed", ref.sha256)
