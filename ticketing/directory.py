@@ -210,6 +210,7 @@ class Directory:
         tokens), each place token weighted by how few assets share it; and the numbers of its identifiers."""
         self._kinds: dict[int, set[str]] = {}
         self._kind_words: dict[str, frozenset[str]] = {}
+        self._places_of_tag: dict[str, set[str]] = {}
         self._of_kind: dict[str, list[int]] = {}
         self._place_of: dict[int, set[str]] = {}
         self._numbers: dict[int, list[int]] = {}
@@ -220,6 +221,7 @@ class Directory:
             places = _places(asset_words(a.name)) | _places(asset_words(a.location or ""))
             self._kinds[i], self._place_of[i] = kinds, places - kinds
             self._kind_words[a.tag] = frozenset(kinds & KINDS)
+            self._places_of_tag[a.tag] = self._place_of[i]
             for k in kinds:
                 self._of_kind.setdefault(k, []).append(i)
             for t in self._place_of[i]:
@@ -244,8 +246,7 @@ class Directory:
 
     def says_where(self, asset: DirAsset, text: str) -> bool:
         """Whether `text` names a place of `asset` ("del secondo piano" for the printer on floor 2)."""
-        i = next((i for i, a in enumerate(self.assets) if a.tag == asset.tag), None)
-        return i is not None and bool(self._place_of[i] & _places(asset_words(text)))
+        return bool(self._places_of_tag.get(asset.tag, set()) & _places(asset_words(text)))
 
     def match_asset(self, text: str, *, fuzzy: bool = True) -> AssetMatch | None:
         """The asset `text` speaks of, from the surest evidence down:

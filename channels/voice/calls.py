@@ -236,9 +236,7 @@ class Calls:
         if self.understander is None:
             return Understood(action.question)
         try:
-            if action.context:
-                return self.understander(action.question, action.recording, language, dict(action.context))
-            return self.understander(action.question, action.recording, language)
+            return self.understander(action.question, action.recording, language, dict(action.context) or None)
         except Exception:  # noqa: BLE001 - ours; the call goes on unconfirmed and the transcription job still runs
             log.exception("could not understand the %s answer at once", action.question)
             return Understood(action.question)
